@@ -1,0 +1,34 @@
+# PELabelUp — set-up, demo and tests. `make demo` and `make test` create .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint venv clean bench
+
+venv: $(STAMP)
+
+# torch is installed first, pinned, so that no other package pulls a different (CUDA) build.
+# GPU users: install the CUDA build of torch==2.13.0 into .venv before `make` (see README).
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[ml,slicer,dev]"
+	$(PY) -c "import torch, monai, SimpleITK, pydicom, slicer; print('environment ready: torch', torch.__version__, '| monai', monai.__version__, '| SimpleITK', SimpleITK.Version_VersionString())"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/pelabelup demo --out demo-output
+
+lint: $(STAMP)
+	$(PY) -m ruff check PELabelUp Testing training benchmarks
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_synth.py
+
+clean:
+	rm -rf demo-output .pytest_cache .ruff_cache
