@@ -1,0 +1,74 @@
+"""Explainers by name: the single list that feeds the CLI choices and the Slicer combo box.
+
+Importing this module does not import torch (the Slicer GUI process never loads torch); the explainer
+class is imported only when :func:`get_explainer` builds one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import Explainer
+
+
+@dataclass(frozen=True)
+class ExplainerSpec:
+    """What a front end needs to offer an explainer without importing torch.
+
+    Attributes:
+        name: registry key (CLI value, parameter-node value).
+        label: short human-readable name (combo-box text).
+        description: one sentence (tooltip, ``--help``).
+        target: ``"module:Class"`` relative to this package, imported lazily by :meth:`load`.
+    """
+
+    name: str
+    label: str
+    description: str
+    target: str
+
+    def load(self) -> type[Explainer]:
+        """Import and return the explainer class (this imports torch)."""
+        module_name, class_name = self.target.split(":")
+        module = importlib.import_module(module_name, package=__package__)
+        return getattr(module, class_name)
+
+
+EXPLAINERS: MappingProxyType[str, ExplainerSpec] = MappingProxyType(
+    {
+        "gradcam": ExplainerSpec(
+            "gradcam", "Grad-CAM", "Gradient-weighted class activation map of one or more layers.",
+            ".gradcam:GradCAM",
+        ),
+        "gradcampp": ExplainerSpec(
+            "gradcampp", "Grad-CAM++", "Grad-CAM with pixel-wise weighting of positive gradients.",
+            ".gradcam:GradCAMPlusPlus",
+        ),
+        "ig": ExplainerSpec(
+            "ig", "Integrated Gradients",
+            "Path-integrated input gradients from a baseline (zeros, constant or blurred input).",
+            ".ig:IntegratedGradients",
+        ),
+    }
+)
+
+
+def explainer_names() -> tuple[str, ...]:
+    """Registry keys in display order."""
+    return tuple(EXPLAINERS)
+
+
+def get_explainer(name: str, **kwargs: Any) -> Explainer:
+    """Build the explainer registered as ``name`` with ``kwargs`` passed to its constructor.
+
+    Raises:
+        ValueError: ``name`` is not registered; the message lists the choices.
+    """
+    spec = EXPLAINERS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise ValueError(f"unknown explainer {name!r}; choose one of: {', '.join(EXPLAINERS)}")
+    return spec.load()(**kwargs)
