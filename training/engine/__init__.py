@@ -1,0 +1,48 @@
+"""The training engine: distributed set-up, data sharding, seeding, precision, checkpoints, logs, ``fit``.
+
+A trainer follows :mod:`training.toy_trainer`: ``setup_distributed`` -> ``seed_everything`` -> data and
+``make_loader`` -> model, optimizer, scheduler -> ``resume`` (optional) -> ``wrap_ddp`` -> ``fit`` ->
+``save_model_folder`` on rank 0 -> ``cleanup``.
+"""
+
+from __future__ import annotations
+
+from .checkpoint import Resumed, TrainState, load_checkpoint, resume, save_checkpoint
+from .distributed import (
+    DistContext,
+    all_gather_objects,
+    all_reduce_mean,
+    all_reduce_sum,
+    barrier,
+    cleanup,
+    make_loader,
+    setup_distributed,
+    unwrap_model,
+    wrap_ddp,
+)
+from .logs import CsvLogger, Progress, read_csv, setup_logging
+from .loop import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    EPOCHS_CSV,
+    LAST_CHECKPOINT,
+    STEPS_CSV,
+    EarlyStopping,
+    FitConfig,
+    FitResult,
+    Means,
+    fit,
+)
+from .precision import Precision, make_precision
+from .sampling import ResumableDistributedSampler, ShardSampler, WeightedDistributedSampler, set_loader_epoch
+from .seeding import capture_rng_state, configure_determinism, restore_rng_state, seed_everything
+
+__all__ = [
+    "BEST_CHECKPOINT", "CHECKPOINT_DIR", "EPOCHS_CSV", "LAST_CHECKPOINT", "STEPS_CSV",
+    "CsvLogger", "DistContext", "EarlyStopping", "FitConfig", "FitResult", "Means", "Precision", "Progress",
+    "ResumableDistributedSampler", "Resumed", "ShardSampler", "TrainState", "WeightedDistributedSampler",
+    "all_gather_objects", "all_reduce_mean", "all_reduce_sum", "barrier", "capture_rng_state", "cleanup",
+    "configure_determinism", "fit", "load_checkpoint", "make_loader", "make_precision", "read_csv",
+    "restore_rng_state", "resume", "save_checkpoint", "seed_everything", "set_loader_epoch", "setup_distributed",
+    "setup_logging", "unwrap_model", "wrap_ddp",
+]
