@@ -1,0 +1,156 @@
+"""One study through the label-up chain: artery territory -> slice classifier -> explainer -> pseudo-mask.
+
+The explanation selects among candidate clot components (hypodense voxels in the eroded territory); it is
+never the mask itself. iExplain rounds hide what was found (the found voxels are given the lumen's HU, so
+they read as opacified blood) and explain again until no new component appears.
+
+Every array is on the input volume's grid, ``(Z, Y, X)``; centroids are LPS mm.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..explain.registry import get_explainer
+from ..models.artery import predict_artery_territory
+from ..models.slices import SliceSpec, build_slice_stack, study_probability
+from ..pseudomask import (
+    candidate_clot_voxels,
+    components,
+    describe_emboli,
+    erode_territory,
+    iterative_pseudomask,
+    lumen_median_hu,
+)
+from ..volume import CTVolume
+from .slices import classify_slices, explain_slices
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float, str], None]
+
+
+@dataclass(frozen=True)
+class LabelUpSettings:
+    """Thresholds of the chain (documented defaults; stored with every result).
+
+    Attributes:
+        explainer: registry name (``gradcam``, ``gradcampp``, ``ig``).
+        explain_min_probability: slices whose PE probability is below this are not explained (heat 0).
+        heat_low, heat_high: hysteresis thresholds on ``heat = slice map x slice probability``.
+        max_rounds: iExplain rounds at most.
+        min_volume_mm3: candidate components smaller than this are dropped.
+        study_top_mm: z extent of the top slices averaged into the study probability.
+    """
+
+    explainer: str = "gradcam"
+    explain_min_probability: float = 0.3
+    heat_low: float = 0.25
+    heat_high: float = 0.5
+    max_rounds: int = 3
+    min_volume_mm3: float = 8.0
+    study_top_mm: float = 10.0
+
+
+@dataclass
+class LabelUpResult:
+    """What the chain found in one study (arrays on the input grid)."""
+
+    territory: np.ndarray
+    slice_probabilities: np.ndarray
+    study_probability: float
+    heatmap: np.ndarray
+    pseudomask: np.ndarray
+    emboli: list[dict[str, Any]]
+    rounds: int
+    stop_reason: str
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def _noop(stage: str, fraction: float, message: str) -> None:
+    return None
+
+
+def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, classifier: tuple[nn.Module, dict], *,
+                  settings: LabelUpSettings | None = None, device: str | torch.device = "cpu",
+                  territory: np.ndarray | None = None, progress: Progress | None = None) -> LabelUpResult:
+    """Run the whole chain on one CT.
+
+    Args:
+        volume: the CT (HU) on any grid (oblique and anisotropic grids included).
+        artery: ``(network, metadata)`` of the artery territory model (:func:`~PELabelUpLib.models.folder.load_model`);
+            may be ``None`` when ``territory`` is given.
+        classifier: ``(network, metadata)`` of the slice classifier.
+        settings: thresholds; defaults when ``None``.
+        device: torch device.
+        territory: a known artery territory ``(Z, Y, X)`` on the volume's grid (e.g. corrected by a reader);
+            the artery model is then not run.
+        progress: ``progress(stage, fraction, message)`` callback.
+    """
+    settings = settings or LabelUpSettings()
+    progress = progress or _noop
+    timings: dict[str, float] = {}
+    geometry = volume.geometry
+    spacing = geometry.spacing_mm
+
+    t0 = time.perf_counter()
+    if territory is None:
+        if artery is None:
+            raise ValueError("label_up_case needs an artery model or a territory")
+        progress("arteries", 0.05, "segmenting the pulmonary artery territory")
+        territory, _ = predict_artery_territory(volume, artery[0], artery[1], device=device)
+    elif territory.shape != volume.hu.shape:
+        raise ValueError(f"territory shape {territory.shape} differs from the volume's {volume.hu.shape}")
+    territory = (np.asarray(territory) > 0).astype(np.uint8)
+    timings["arteries"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    progress("classifier", 0.35, "classifying slices")
+    network, metadata = classifier
+    spec = SliceSpec.from_metadata(metadata)
+    stack = build_slice_stack(volume.hu, territory, spacing, spec)
+    probs = classify_slices(stack, network, spec, device=device)
+    study_p = study_probability(probs, float(spacing[2]), top_mm=settings.study_top_mm)
+    timings["classifier"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    progress("pseudomask", 0.55, "finding candidate clot voxels")
+    candidates = components(candidate_clot_voxels(volume.hu, territory, spacing_mm=spacing), spacing,
+                            settings.min_volume_mm3)
+    inner = erode_territory(territory.astype(bool), spacing, None)
+    lumen_hu = lumen_median_hu(volume.hu, inner) if inner.any() else 300.0
+    explainer = get_explainer(settings.explainer)
+    first_round = {"probs": probs, "stack": stack}
+
+    def explain_fn(masked_hu: np.ndarray) -> np.ndarray:
+        if first_round:
+            round_stack, round_probs = first_round.pop("stack"), first_round.pop("probs")
+        else:
+            round_stack = build_slice_stack(masked_hu, territory, spacing, spec)
+            round_probs = classify_slices(round_stack, network, spec, device=device)
+        ks = np.flatnonzero(round_probs >= settings.explain_min_probability)
+        if ks.size == 0:
+            return np.zeros(volume.hu.shape, dtype=np.float32)
+        maps = explain_slices(round_stack, network, spec, explainer, ks, device=device)
+        maps *= round_probs[:, None, None]
+        return round_stack.frame.to_volume(maps)
+
+    result = iterative_pseudomask(explain_fn, volume.hu, candidates, low=settings.heat_low,
+                                  high=settings.heat_high, max_rounds=settings.max_rounds,
+                                  neutral_value=lumen_hu)
+    heatmap = np.clip(result.heat_max, 0.0, 1.0).astype(np.float32)
+    pseudomask = result.mask.astype(np.uint8)
+    emboli = describe_emboli(pseudomask, heatmap, geometry)
+    timings["explain_and_pseudomask"] = time.perf_counter() - t0
+    progress("pseudomask", 0.95, f"{len(emboli)} embol{'us' if len(emboli) == 1 else 'i'} found")
+    return LabelUpResult(territory=territory, slice_probabilities=probs, study_probability=study_p,
+                         heatmap=heatmap, pseudomask=pseudomask, emboli=emboli, rounds=len(result.rounds),
+                         stop_reason=result.stop_reason, timings_s=timings)

@@ -1,0 +1,89 @@
+"""Artery territory model: the pulmonary arterial tree *including* what fills it (contrast or clot).
+
+The network (``ArteryUNet``, 3-D) works on a resampled, windowed copy of the CT; its probability map is put
+back on the input's exact grid. Arrays are ``(Z, Y, X)``; spacing is ``(x, y, z)`` mm.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..geometry import Geometry
+from ..preprocessing import apply_window, resample_like, resample_to_spacing
+from ..volume import CTVolume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ArteryPreprocessing:
+    """How the artery model sees a CT (stored in ``metadata["preprocessing"]``).
+
+    Attributes:
+        spacing_mm: working grid spacing (x, y, z), mm.
+        window_hu: (level, width) HU window mapped to [0, 1].
+        roi_size: sliding-window patch, voxels ``(Z, Y, X)`` of the working grid.
+        threshold: probability above which a voxel is artery territory.
+    """
+
+    spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
+    window_hu: tuple[float, float] = (100.0, 700.0)
+    roi_size: tuple[int, int, int] = (96, 96, 96)
+    threshold: float = 0.5
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> ArteryPreprocessing:
+        p = metadata.get("preprocessing", {})
+        return cls(spacing_mm=tuple(p.get("spacing_mm", cls.spacing_mm)),
+                   window_hu=tuple(p.get("window_hu", cls.window_hu)),
+                   roi_size=tuple(p.get("roi_size", cls.roi_size)),
+                   threshold=float(p.get("threshold", cls.threshold)))
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {"spacing_mm": list(self.spacing_mm), "window_hu": list(self.window_hu),
+                "roi_size": list(self.roi_size), "threshold": self.threshold}
+
+
+def artery_input(volume: CTVolume, prep: ArteryPreprocessing) -> tuple[np.ndarray, Geometry]:
+    """The network input: ``float32 (Z, Y, X)`` in [0, 1] on the working grid, and that grid."""
+    work = resample_to_spacing(volume, prep.spacing_mm, interpolator="linear")
+    return apply_window(work.hu, prep.window_hu).astype(np.float32, copy=False), work.geometry
+
+
+@torch.no_grad()
+def artery_probability(image: np.ndarray, network: nn.Module, prep: ArteryPreprocessing, *,
+                       device: str | torch.device = "cpu", sw_batch_size: int = 2) -> np.ndarray:
+    """Sliding-window probability ``float32 (Z, Y, X)`` of the artery territory on the working grid."""
+    from monai.inferers import sliding_window_inference
+
+    x = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device)
+    roi = tuple(int(r) for r in prep.roi_size)  # MONAI pads volumes smaller than the patch
+    use_amp = torch.device(device).type == "cuda"
+    with torch.autocast(device_type=torch.device(device).type, enabled=use_amp):
+        logits = sliding_window_inference(x, roi_size=roi, sw_batch_size=sw_batch_size, predictor=network,
+                                          overlap=0.25, mode="gaussian")
+    return torch.sigmoid(logits.float())[0, 0].cpu().numpy()
+
+
+def predict_artery_territory(volume: CTVolume, network: nn.Module, metadata: dict[str, Any], *,
+                             device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Artery territory of ``volume`` on its own grid.
+
+    Returns:
+        ``(mask, probability)``: ``uint8 (Z, Y, X)`` 0/1 and ``float32 (Z, Y, X)`` in [0, 1], both exactly on
+        ``volume.geometry``.
+    """
+    prep = ArteryPreprocessing.from_metadata(metadata)
+    image, work_geometry = artery_input(volume, prep)
+    prob_work = artery_probability(image, network, prep, device=device)
+    prob = resample_like(prob_work, work_geometry, volume.geometry, "linear", default_value=0.0)
+    mask = (prob >= prep.threshold).astype(np.uint8)
+    log.info("artery territory: %d voxels (%.1f ml)", int(mask.sum()),
+             mask.sum() * float(np.prod(volume.geometry.spacing_mm)) / 1000.0)
+    return mask, prob.astype(np.float32, copy=False)
