@@ -1,0 +1,67 @@
+"""The slice classifier trainer learns a trivially separable cohort, from slice labels and from study labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from toy_cohort import write_toy_cohort
+
+from PELabelUpLib.models.folder import load_model
+from PELabelUpLib.models.slices import SliceSpec, build_slice_stack
+from training.classifier.cohort import read_training_studies
+from training.classifier.data import SliceDataset, balanced_weights, cached_studies
+from training.classifier.train import main
+
+SMALL = ["--pixel-mm", "1.0", "--size-px", "48", "--widths", "8", "8", "16", "16", "--progress", "off",
+         "--territory", "gt", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def a_toy_cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    return write_toy_cohort(root / "train", 8, seed=1), write_toy_cohort(root / "val", 6, seed=2)
+
+
+def test_cache_is_reused_and_labels_align(a_toy_cohort, tmp_path):
+    train, _ = a_toy_cohort
+    spec = SliceSpec(pixel_mm=1.0, size_px=48)
+    studies = read_training_studies(train)
+    first = cached_studies(studies, tmp_path, spec, None)
+    files = sorted(tmp_path.rglob("*.npz"))
+    assert len(files) == 8
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    again = cached_studies(studies, tmp_path, spec, None)
+    assert [f.stat().st_mtime_ns for f in sorted(tmp_path.rglob("*.npz"))] == mtimes
+    for a, b, study in zip(first, again, studies, strict=True):
+        np.testing.assert_array_equal(a.stack.image, b.stack.image)
+        np.testing.assert_array_equal(a.slice_labels, study.slice_labels)
+    direct = build_slice_stack(studies[1].load().hu, studies[1].load_arteries(), (1.0, 1.0, 2.0), spec)
+    np.testing.assert_array_equal(direct.image, again[1].stack.image)
+    dataset = SliceDataset(again, spec)
+    x, y = dataset[0]
+    assert tuple(x.shape) == (spec.channels, 48, 48)
+    assert len(dataset) == 8 * 24
+    w = balanced_weights(dataset.labels, 0.4)
+    assert w[dataset.labels > 0].sum() == pytest.approx(0.4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("supervision", ["slice", "study"])
+def test_classifier_learns_the_toy_cohort(a_toy_cohort, tmp_path, supervision):
+    train, val = a_toy_cohort
+    epochs = "4" if supervision == "slice" else "6"
+    extra = ["--samples-per-epoch", "256", "--batch-size", "16"] if supervision == "slice" else ["--batch-size", "2"]
+    code = main(["--cohort", str(train), "--val-cohort", str(val), "--out", str(tmp_path / "run"),
+                 "--supervision", supervision, "--epochs", epochs, "--lr", "3e-3", *SMALL, *extra])
+    assert code == 0
+    network, metadata = load_model(tmp_path / "run" / "model")
+    assert metadata["metrics"]["val_study_auc"] >= 0.95
+    if supervision == "slice":
+        assert metadata["metrics"]["val_slice_auc"] >= 0.95
+    assert metadata["preprocessing"]["size_px"] == 48
+    assert metadata["requires"]["territory"] == "gt"
+    rows = (tmp_path / "run" / "epochs.csv").read_text().strip().splitlines()
+    assert len(rows) == int(epochs) + 1
+    assert json.loads((tmp_path / "run" / "model" / "metadata.json").read_text())["training"]["supervision"] == supervision
