@@ -1,0 +1,1 @@
+"""Synthetic CT pulmonary angiography: phantoms, implanted emboli, hybrid real-anatomy cases, cohorts."""
