@@ -1,0 +1,89 @@
+"""The ``pelabelup`` command run as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+PELABELUP = [sys.executable, "-m", "PELabelUpLib.cli.main"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*PELABELUP, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("command", [[], ["synth"], ["info"], ["evaluate"], ["demo"]])
+def test_help_texts(command):
+    result = run(*command, "--help")
+    assert result.returncode == 0
+    assert "usage: pelabelup" in result.stdout
+
+
+def test_synth_then_info(tmp_path):
+    out = tmp_path / "cohort"
+    result = run("synth", "--out", str(out), "--n", "2", "--seed", "4", "--size-xy", "96", "96",
+                 "--slices", "40", "--workers", "2", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "2 cases" in result.stdout
+    case_dirs = sorted(p for p in out.iterdir() if p.is_dir())
+    assert len(case_dirs) == 2
+    info = run("info", str(case_dirs[0] / "ct.nii.gz"), "--json")
+    assert info.returncode == 0, info.stderr
+    facts = json.loads(info.stdout)
+    assert list(facts["size"]) == [96, 96, 40]
+    text = run("info", str(case_dirs[0] / "ct.nii.gz"))
+    assert text.returncode == 0
+    assert "spacing" in text.stdout
+
+
+def test_info_on_missing_file_is_one_clear_line(tmp_path):
+    missing = tmp_path / "nowhere.nii.gz"
+    result = run("info", str(missing))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert str(missing) in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_info_on_a_2d_image_names_the_reason(tmp_path):
+    picture = tmp_path / "slice.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((32, 32), np.int16) - 1000), str(picture))
+    result = run("info", str(picture))
+    assert result.returncode == 2
+    assert "2-D" in result.stderr
+    assert str(picture) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_synth_hybrid_without_real_data_is_refused(tmp_path):
+    result = run("synth", "--out", str(tmp_path / "x"), "--n", "0", "--hybrid", "1")
+    assert result.returncode == 2
+    assert "--real-cta" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_writes_case_and_overview(tmp_path):
+    result = run("demo", "--out", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    assert "overview picture" in result.stdout
+    pngs = list((tmp_path / "demo").glob("*/overview.png"))
+    assert len(pngs) == 1
+    assert pngs[0].stat().st_size > 10_000
+    record = json.loads(next((tmp_path / "demo").glob("*/case.json")).read_text())
+    assert record["positive"]
+    assert len(record["emboli"]) >= 1
+
+
+def test_installed_console_script_runs():
+    script = Path(sys.executable).parent / "pelabelup"
+    assert script.is_file(), "the pelabelup entry point is installed beside the interpreter"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.startswith("pelabelup ")
