@@ -28,7 +28,8 @@ test: $(STAMP) lint
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_synth.py
+	$(PY) benchmarks/bench_phantom.py
+	$(PY) benchmarks/bench_cohort.py
 
 clean:
 	rm -rf demo-output .pytest_cache .ruff_cache

@@ -37,7 +37,7 @@ def run_demo(out_dir: str | Path, *, seed: int = DEMO_SEED) -> DemoResult:
     folder = write_case_nifti(case, out) if not (out / case.case_id).exists() else out / case.case_id
     overview = folder / "overview.png"
     render_overview(case.ct, {"arteries": case.arteries, "emboli": case.emboli}, overview,
-                    title=f"{case.case_id}: {len(case.emboli_list)} emboli (PE window L100/W700)")
+                    title=f"{case.case_id}: {len(case.emboli_list)} emboli")
     record = json.loads((folder / "case.json").read_text())
     return DemoResult(folder=folder, ct=folder / "ct.nii.gz", overview=overview, case_json=folder / "case.json",
                       n_emboli=len(record["emboli"]), positive_slices=sum(record["slice_labels"]))
