@@ -1,0 +1,156 @@
+"""``analyze``: one CT in, the analysis contract's output folder out (the call behind ``pelabelup analyze``).
+
+Steps (progress stage, overall fraction): ``models`` (find and load, 0-0.05), ``load`` (read the CT,
+0.05-0.10), the label-up chain ``arteries`` / ``classifier`` / ``pseudomask`` (0.10-0.80), ``segmenter``
+(0.80-0.85; without a segmenter model the pseudo-mask is copied), ``write`` (0.85-0.99), ``done`` (1.0).
+Every output lies on the input's exact grid (see :mod:`.outputs`). ``result.json`` holds ``pe_probability``,
+``slice_probabilities`` (one per axial slice k of the input grid), ``emboli`` (per connected component:
+``voxels``, ``volume_mm3``, ``centroid_ijk`` (continuous index, (i, j, k) = (x, y, z)), ``centroid_lps_mm``
+(LPS world, mm), ``peak_heat``, ``source``), the models (name, version, sha256), the device, the settings
+and ``timings_s`` per stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..explain.registry import explainer_names
+from ..io import load_ct
+from ..labelup.pipeline import LabelUpResult, LabelUpSettings, label_up_case
+from ..pseudomask import describe_emboli
+from ..volume import CTVolume
+from .device import describe_device, resolve_device
+from .model_set import AnalysisModels, load_analysis_models
+from .outputs import OUTPUT_FILES, check_output_free, write_analysis_outputs
+from .progress import Progress, ScaledProgress
+
+log = logging.getLogger(__name__)
+
+#: version of the output folder's layout and ``result.json`` fields; bumped only on incompatible changes
+RESULT_FORMAT = 1
+NO_SEGMENTER = "pseudomask (no segmenter model)"
+
+
+def _noop(stage: str, fraction: float, message: str) -> None:
+    return None
+
+
+def check_explainer(name: str) -> str:
+    """``name`` when it is a registered explainer, else ``ValueError`` listing the choices."""
+    if name not in explainer_names():
+        raise ValueError(f"unknown explainer {name!r}; choose one of: {', '.join(explainer_names())}")
+    return name
+
+
+def _segment(volume: CTVolume, result: LabelUpResult, models: AnalysisModels, device: torch.device
+             ) -> tuple[np.ndarray, str]:
+    if models.segmenter is None:
+        return result.pseudomask.astype(np.uint8, copy=True), NO_SEGMENTER
+    from ..models.segmenter import predict_segmentation
+
+    mask, _ = predict_segmentation(volume, result.territory, models.segmenter.network, models.segmenter.metadata,
+                                   device=device)
+    if mask.shape != volume.hu.shape:
+        raise RuntimeError(f"segmenter returned shape {mask.shape}, expected the input's {volume.hu.shape}")
+    return (np.asarray(mask) > 0).astype(np.uint8), "segmenter"
+
+
+def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisModels, device: torch.device,
+                   settings: LabelUpSettings, progress: Progress | None = None,
+                   timings_s: dict[str, float] | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Run the chain (and the segmenter) on a loaded CT and write the output folder ``out_dir``.
+
+    Args:
+        volume: the CT (HU, ``(Z, Y, X)``) on its own grid, which every output keeps.
+        out_dir: must not exist; written whole or not at all.
+        models: loaded by :func:`~.model_set.load_analysis_models` on ``device``.
+        device: where the networks run (CUDA: the networks run under float16 autocast).
+        settings: the label-up chain's thresholds and explainer.
+        progress: ``progress(stage, fraction, message)``; this call reports 0.10 .. 1.0.
+        timings_s: earlier stages' seconds (``models``, ``load``) to record with this call's.
+        extra: further ``result.json`` fields (the batch runner adds ``batch``).
+
+    Returns:
+        ``out_dir``.
+    """
+    progress = progress or _noop
+    check_output_free(out_dir)
+    timings = dict(timings_s or {})
+    result = label_up_case(volume, models.artery.pair, models.classifier.pair, settings=settings, device=device,
+                           progress=ScaledProgress(progress, 0.10, 0.80))
+    t0 = time.perf_counter()
+    progress("segmenter", 0.80, "segmenting emboli" if models.segmenter else "no segmenter model: copying the "
+                                                                             "pseudo-mask")
+    segmentation, source = _segment(volume, result, models, device)
+    result.timings_s = timings | result.timings_s | {"segmenter": time.perf_counter() - t0}
+
+    emboli = [dict(e, source="pseudomask") for e in result.emboli]
+    if source == "segmenter":
+        emboli += [dict(e, source="segmenter") for e in describe_emboli(segmentation > 0, result.heatmap,
+                                                                         volume.geometry)]
+    record_extra = {
+        "format": RESULT_FORMAT,
+        "pelabelup_version": __version__,
+        "emboli": emboli,
+        "segmentation_source": source,
+        "device": describe_device(device),
+        "models": models.records(),
+        "files": dict(OUTPUT_FILES),
+    } | (extra or {})
+    out, _ = write_analysis_outputs(out_dir, volume, result, settings, segmentation=segmentation,
+                                    segmentation_source=source, record_extra=record_extra, progress=progress)
+    n = len(result.emboli)
+    progress("done", 1.0, f"PE probability {result.study_probability:.3f}, {n} embol{'us' if n == 1 else 'i'}; "
+                          f"wrote {out}")
+    return out
+
+
+def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto", explainer: str = "gradcam",
+            models_dir: str | Path | None = None, progress: Progress | None = None,
+            model_versions: dict[str, str] | None = None, settings: LabelUpSettings | None = None) -> Path:
+    """Analyse one CT: write the output folder ``out_dir`` (see the module docstring) and return it.
+
+    Args:
+        input_path: anything :func:`~PELabelUpLib.io.load_ct` reads (NIfTI/NRRD/MHA file, DICOM file or folder).
+        out_dir: the output folder; must not exist. Nothing is left there (nor beside it) unless the whole
+            analysis succeeds.
+        device: ``auto`` (CUDA when available, with mixed precision, else the CPU), ``cpu`` or ``cuda``.
+        explainer: a registered explainer name (``gradcam``, ``gradcampp``, ``ig``).
+        models_dir: the only models folder searched; ``None``: the bundled and user folders (see
+            :mod:`~PELabelUpLib.models.registry`).
+        progress: ``progress(stage, fraction, message)`` callback; fractions rise from 0 to 1.0.
+        model_versions: task -> version (``"latest"`` or exact) for models other than the bundled ones.
+        settings: the chain's thresholds; ``explainer`` replaces its explainer.
+
+    Raises:
+        InputError: unreadable or non-CT input, a missing or tampered model, an existing ``out_dir``
+            (one line each).
+        ValueError: unknown explainer or device, CUDA asked for but absent.
+    """
+    progress = progress or _noop
+    out = check_output_free(out_dir)
+    settings = replace(settings or LabelUpSettings(), explainer=check_explainer(explainer))
+    torch_device = resolve_device(device)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    progress("models", 0.0, f"loading models on {torch_device}")
+    models = load_analysis_models(device=torch_device, models_dir=models_dir, versions=model_versions)
+    timings["models"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    progress("load", 0.05, f"reading {Path(input_path).name}")
+    volume = load_ct(input_path)
+    timings["load"] = time.perf_counter() - t0
+    log.info("input %s: %s voxels, spacing %s mm", input_path, "x".join(map(str, volume.geometry.size)),
+             ", ".join(f"{s:.3g}" for s in volume.geometry.spacing_mm))
+    return analyze_volume(volume, out, models=models, device=torch_device, settings=settings, progress=progress,
+                          timings_s=timings)

@@ -1,0 +1,100 @@
+"""``pelabelup analyze``: one CT (or a batch) through the models into the stable output folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..analysis.interrupt import EXIT_TERMINATED, Terminated, sigterm_raises
+from ..analysis.progress import HumanProgress, JsonLinesProgress
+from ..explain.registry import explainer_names
+from ..models.registry import MODEL_TASKS, MODELS_DIR_ENV
+
+HELP = "detect emboli in a CT: PE probability, heatmap, pseudo-mask, segmentation and a Slicer .seg.nrrd"
+EPILOG = f"""\
+examples:
+  pelabelup analyze scan.nii.gz --out scan-analysis
+  pelabelup analyze path/to/dicom-series --out study-7 --device cuda --explainer ig --progress json
+  pelabelup analyze cohort/ --batch --out analyses            # one sub-folder per input, resumable
+  torchrun --nproc_per_node=4 -m PELabelUpLib.cli.main analyze inputs.txt --batch --out analyses
+
+OUTDIR receives, on the input's exact grid: result.json, heatmap.nii.gz, pseudomask.nii.gz,
+segmentation.nii.gz, arteries.nii.gz and segmentation.seg.nrrd. It appears only when complete; SIGTERM
+or an error leaves nothing. Models: the bundled Resources/Models (or ${MODELS_DIR_ENV}), or --models-dir.
+--progress json prints one JSON object a line on stdout: {{"stage", "fraction", "message"}}, ending at 1.0.
+Exit status: 0 done, 1 some batch inputs failed, 2 bad input or model (one line on stderr), 143 SIGTERM.
+"""
+
+
+def _model_version(text: str) -> tuple[str, str]:
+    task, sep, version = text.partition("=")
+    if not sep or task not in MODEL_TASKS or not version:
+        raise argparse.ArgumentTypeError(f"expected TASK=VERSION with TASK one of {', '.join(MODEL_TASKS)}, "
+                                         f"got {text!r}")
+    return task, version
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help=HELP, description=HELP, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", type=Path, help="CT file (NIfTI, NRRD, MHA), DICOM file or folder; with --batch a "
+                                            "folder of inputs or a list file (one path a line)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist; with --batch the "
+                                                           "parent of one folder per input)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA with mixed precision when available, else CPU (default: auto)")
+    p.add_argument("--explainer", choices=explainer_names(), default="gradcam",
+                   help="explanation method that selects the pseudo-mask (default: gradcam)")
+    p.add_argument("--progress", choices=("json", "human", "none"), default="human",
+                   help="json: JSON lines on stdout; human: a progress bar on stderr when it is a terminal "
+                        "(default); none")
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help=f"folder holding the model folders (default: bundled Resources/Models or ${MODELS_DIR_ENV})")
+    p.add_argument("--model-version", type=_model_version, action="append", default=[], metavar="TASK=VERSION",
+                   help="use another version of a model, e.g. segmenter=1.1.0 or segmenter=latest (repeatable)")
+    p.add_argument("--batch", action="store_true", help="INPUT is a folder of inputs or a list file")
+    p.set_defaults(run=run)
+
+
+def _summary(out: Path) -> str:
+    import json
+
+    record = json.loads((out / "result.json").read_text())
+    n = len([e for e in record["emboli"] if e["source"] == "pseudomask"])
+    return (f"PE probability {record['pe_probability']:.3f}; {n} embol{'us' if n == 1 else 'i'} in the pseudo-mask; "
+            f"segmentation: {record['segmentation_source']}; device {record['device']['device']}; outputs in {out}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.batch import analyze_batch, list_inputs
+    from ..analysis.run import analyze
+
+    if args.progress == "json":
+        progress: JsonLinesProgress | HumanProgress = JsonLinesProgress(sys.stdout)
+    else:
+        progress = HumanProgress(sys.stderr, disable=True if args.progress == "none" else None)  # None: TTY only
+    options = {"device": args.device, "explainer": args.explainer, "models_dir": args.models_dir,
+               "progress": progress, "model_versions": dict(args.model_version)}
+    report = sys.stderr if args.progress == "json" else sys.stdout  # stdout carries only JSON lines then
+    with sigterm_raises():
+        try:
+            if args.batch:
+                items = analyze_batch(list_inputs(args.input), args.out, **options)
+            else:
+                out = analyze(args.input, args.out, **options)
+        except Terminated:
+            print("pelabelup analyze: terminated (SIGTERM); the output in progress was removed", file=sys.stderr)
+            return EXIT_TERMINATED
+        finally:
+            progress.close()
+    if not args.batch:
+        print(_summary(out), file=report)
+        return 0
+    for item in items:
+        if item.status == "failed":
+            print(f"pelabelup analyze: {item.name}: error: {item.error}", file=sys.stderr)
+    counts = {s: sum(i.status == s for i in items) for s in ("done", "skipped", "failed")}
+    print(f"{counts['done']} analysed, {counts['skipped']} skipped (finished earlier), {counts['failed']} failed; "
+          f"outputs in {args.out}", file=report)
+    return 1 if counts["failed"] else 0
