@@ -114,3 +114,17 @@ def test_needs_arteries_or_a_territory(an_oblique_study):
     volume, _, _ = an_oblique_study
     with pytest.raises(ValueError, match="artery model or a territory"):
         label_up_case(volume, None, (FillingDefectDetector(), {}))
+
+
+def test_emboli_indices_refer_to_the_full_grid(an_oblique_study):
+    volume, territory, clot = an_oblique_study
+    classifier = (FillingDefectDetector().eval(),
+                  {"preprocessing": SliceSpec(pixel_mm=1.0, size_px=64, territory_dilation_mm=2.0).as_metadata()})
+    result = label_up_case(volume, None, classifier, territory=territory)
+    (embolus,) = result.emboli
+    i, j, k = embolus["centroid_ijk"]
+    np.testing.assert_allclose([k, j, i], np.argwhere(result.pseudomask > 0).mean(axis=0), atol=1e-6)
+    pi, pj, pk = embolus["peak_ijk"]
+    assert result.heatmap[pk, pj, pi] == pytest.approx(embolus["peak_heat"])
+    lps = volume.geometry.index_to_world(np.asarray(embolus["centroid_ijk"]))
+    np.testing.assert_allclose(lps, embolus["centroid_lps_mm"], atol=1e-6)

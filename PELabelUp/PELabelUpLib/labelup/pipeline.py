@@ -22,6 +22,7 @@ from torch import nn
 from ..explain.registry import get_explainer
 from ..models.artery import predict_artery_territory
 from ..models.slices import SliceSpec, build_slice_stack, study_probability
+from ..preprocessing import CropBox, crop_geometry
 from ..pseudomask import (
     candidate_clot_voxels,
     components,
@@ -123,34 +124,67 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
 
     t0 = time.perf_counter()
     progress("pseudomask", 0.55, "finding candidate clot voxels")
-    candidates = components(candidate_clot_voxels(volume.hu, territory, spacing_mm=spacing), spacing,
-                            settings.min_volume_mm3)
-    inner = erode_territory(territory.astype(bool), spacing, None)
-    lumen_hu = lumen_median_hu(volume.hu, inner) if inner.any() else 300.0
-    explainer = get_explainer(settings.explainer)
-    first_round = {"probs": probs, "stack": stack}
+    heatmap = np.zeros(volume.hu.shape, dtype=np.float32)
+    pseudomask = np.zeros(volume.hu.shape, dtype=np.uint8)
+    emboli: list[dict[str, Any]] = []
+    rounds, stop_reason = 0, "no_candidates"
+    box = territory_box(territory, margin_voxels=2)
+    if box is not None:
+        # candidates, heat and selection live in the territory's bounding box only (time and memory)
+        hu_box, territory_box_arr = volume.hu[box.slices], territory[box.slices]
+        candidates = components(candidate_clot_voxels(hu_box, territory_box_arr, spacing_mm=spacing), spacing,
+                                settings.min_volume_mm3)
+        inner = erode_territory(territory_box_arr.astype(bool), spacing, None)
+        lumen_hu = lumen_median_hu(hu_box, inner) if inner.any() else 300.0
+        explainer = get_explainer(settings.explainer)
+        first_round = {"probs": probs, "stack": stack}
 
-    def explain_fn(masked_hu: np.ndarray) -> np.ndarray:
-        if first_round:
-            round_stack, round_probs = first_round.pop("stack"), first_round.pop("probs")
-        else:
-            round_stack = build_slice_stack(masked_hu, territory, spacing, spec)
-            round_probs = classify_slices(round_stack, network, spec, device=device)
-        ks = np.flatnonzero(round_probs >= settings.explain_min_probability)
-        if ks.size == 0:
-            return np.zeros(volume.hu.shape, dtype=np.float32)
-        maps = explain_slices(round_stack, network, spec, explainer, ks, device=device)
-        maps *= round_probs[:, None, None]
-        return round_stack.frame.to_volume(maps)
+        def explain_fn(masked_box: np.ndarray) -> np.ndarray:
+            if first_round:
+                round_stack, round_probs = first_round.pop("stack"), first_round.pop("probs")
+            else:
+                masked = volume.hu.copy()
+                masked[box.slices] = masked_box
+                round_stack = build_slice_stack(masked, territory, spacing, spec)
+                round_probs = classify_slices(round_stack, network, spec, device=device)
+            ks = np.flatnonzero(round_probs >= settings.explain_min_probability)
+            if ks.size == 0:
+                return np.zeros(box.shape_zyx, dtype=np.float32)
+            maps = explain_slices(round_stack, network, spec, explainer, ks, device=device)
+            maps *= round_probs[:, None, None]
+            return round_stack.frame.to_volume(maps)[box.slices]
 
-    result = iterative_pseudomask(explain_fn, volume.hu, candidates, low=settings.heat_low,
-                                  high=settings.heat_high, max_rounds=settings.max_rounds,
-                                  neutral_value=lumen_hu)
-    heatmap = np.clip(result.heat_max, 0.0, 1.0).astype(np.float32)
-    pseudomask = result.mask.astype(np.uint8)
-    emboli = describe_emboli(pseudomask, heatmap, geometry)
+        result = iterative_pseudomask(explain_fn, hu_box, candidates, low=settings.heat_low,
+                                      high=settings.heat_high, max_rounds=settings.max_rounds,
+                                      neutral_value=lumen_hu)
+        heatmap[box.slices] = np.clip(result.heat_max, 0.0, 1.0)
+        pseudomask[box.slices] = result.mask
+        emboli = _shift_ijk(describe_emboli(result.mask.astype(np.uint8), heatmap[box.slices],
+                                            crop_geometry(geometry, box)), box)
+        rounds, stop_reason = len(result.rounds), result.stop_reason
     timings["explain_and_pseudomask"] = time.perf_counter() - t0
     progress("pseudomask", 0.95, f"{len(emboli)} embol{'us' if len(emboli) == 1 else 'i'} found")
     return LabelUpResult(territory=territory, slice_probabilities=probs, study_probability=study_p,
-                         heatmap=heatmap, pseudomask=pseudomask, emboli=emboli, rounds=len(result.rounds),
-                         stop_reason=result.stop_reason, timings_s=timings)
+                         heatmap=heatmap, pseudomask=pseudomask, emboli=emboli, rounds=rounds,
+                         stop_reason=stop_reason, timings_s=timings)
+
+
+def territory_box(territory: np.ndarray, margin_voxels: int = 2) -> CropBox | None:
+    """Bounding box ``(Z, Y, X)`` of the territory grown by ``margin_voxels``; None when it is empty."""
+    nonzero = [np.flatnonzero(territory.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
+    if any(n.size == 0 for n in nonzero):
+        return None
+    shape = territory.shape
+    start = tuple(max(0, int(n[0]) - margin_voxels) for n in nonzero)
+    stop = tuple(min(size, int(n[-1]) + 1 + margin_voxels) for n, size in zip(nonzero, shape, strict=True))
+    return CropBox(start_zyx=start, stop_zyx=stop, full_shape_zyx=tuple(shape))
+
+
+def _shift_ijk(emboli: list[dict[str, Any]], box: CropBox) -> list[dict[str, Any]]:
+    """Index keys of emboli described on the box -> indices of the full grid (LPS keys are unchanged)."""
+    offset = box.start_index_xyz
+    for embolus in emboli:
+        for key, cast in (("centroid_ijk", float), ("peak_ijk", int)):
+            if embolus.get(key) is not None:
+                embolus[key] = tuple(cast(v + o) for v, o in zip(embolus[key], offset, strict=True))
+    return emboli
