@@ -18,7 +18,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*PELABELUP, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
-@pytest.mark.parametrize("command", [[], ["synth"], ["info"], ["evaluate"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["synth"], ["info"], ["analyze"], ["evaluate"], ["demo"], ["finetune"]])
 def test_help_texts(command):
     result = run(*command, "--help")
     assert result.returncode == 0

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import PELabelUpError
-from . import demo, evaluate, info, synth
+from . import analyze, demo, evaluate, finetune, info, synth
 
-SUBCOMMANDS = (synth, info, evaluate, demo)
+SUBCOMMANDS = (synth, info, analyze, evaluate, demo, finetune)
 
 
 def build_parser() -> argparse.ArgumentParser:

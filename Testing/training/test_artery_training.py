@@ -1,0 +1,215 @@
+"""The artery territory trainer: cached working-grid data, patches, a short run that overfits one phantom,
+inference back on an oblique anisotropic input grid, and the evaluation numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from PELabelUpLib.evaluate import dice
+from PELabelUpLib.geometry import Geometry
+from PELabelUpLib.io import read_label_file
+from PELabelUpLib.io.image_files import read_image_file
+from PELabelUpLib.models.artery import ArteryPreprocessing, artery_input, predict_artery_territory
+from PELabelUpLib.models.folder import load_model, sha256_of
+from PELabelUpLib.preprocessing import apply_window
+from PELabelUpLib.synthetic.cohort import generate_cohort, plan_cohort
+from PELabelUpLib.synthetic.grid import rotation
+from PELabelUpLib.volume import CTVolume
+from training.artery.data import (
+    NO_AUGMENTATION,
+    ArteryPatchDataset,
+    Augmentation,
+    WorkingCase,
+    augment_and_window,
+    crop_patch,
+    list_cohort_cases,
+    load_working_case,
+)
+from training.artery.evaluate import evaluate_cases, record_metrics, territory_scores
+from training.artery.train import parse_args, train
+from training.engine import DistContext
+
+SMALL_PHANTOM = {"size_xy": (48, 48), "n_slices": 32, "spacing_mm": (1.5, 1.5, 1.5)}
+
+
+@pytest.fixture(scope="module")
+def a_phantom_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small phantom (48 x 48 x 32 voxels at 1.5 mm: the pulmonary trunk and hila) written as a cohort."""
+    out = tmp_path_factory.mktemp("cohort")
+    generate_cohort(out, plan_cohort(1, seed=11, overrides=SMALL_PHANTOM), workers=1)
+    return out
+
+
+def test_cache_holds_what_artery_input_computes_and_is_rebuilt_when_the_source_changes(
+        a_phantom_cohort: Path, tmp_path: Path) -> None:
+    (case,) = list_cohort_cases(a_phantom_cohort)
+    prep = ArteryPreprocessing(spacing_mm=(2.0, 2.0, 2.5))
+    work = load_working_case(case, prep, tmp_path)
+    image, grid = artery_input(read_image_file(case.ct_path), prep)
+    assert work.geometry.same_grid(grid)
+    np.testing.assert_array_equal(apply_window(work.hu, prep.window_hu), image)
+    assert work.arteries.dtype == np.uint8 and set(np.unique(work.arteries)) == {0, 1}
+    assert work.artery_voxels.size == int(work.arteries.sum())
+
+    record = next(tmp_path.glob("*/*/case.json"))
+    written = record.stat().st_mtime_ns
+    again = load_working_case(case, prep, tmp_path)  # from the cache
+    assert record.stat().st_mtime_ns == written
+    np.testing.assert_array_equal(again.hu, work.hu)
+    os.utime(case.ct_path, ns=(written + 10**9, written + 10**9))  # the source changed: rebuild
+    load_working_case(case, prep, tmp_path)
+    assert record.stat().st_mtime_ns != written
+    load_working_case(case, ArteryPreprocessing(spacing_mm=(3.0, 3.0, 3.0)), tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2  # another working spacing, another cache folder
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.tuples(*[st.integers(1, 9)] * 3), start=st.tuples(*[st.integers(-12, 12)] * 3),
+       size=st.tuples(*[st.integers(1, 8)] * 3))
+def test_crop_patch_is_slicing_of_the_padded_array(shape: tuple[int, int, int], start: tuple[int, int, int],
+                                                  size: tuple[int, int, int]) -> None:
+    array = np.arange(np.prod(shape), dtype=np.int16).reshape(shape)
+    pad = 20
+    padded = np.pad(array, pad, constant_values=-1)
+    expected = padded[tuple(slice(s + pad, s + pad + n) for s, n in zip(start, size, strict=True))]
+    np.testing.assert_array_equal(crop_patch(array, start, size, -1), expected)
+
+
+def a_tube_case() -> WorkingCase:
+    """A working case whose image is a function of its label: a bright tube off-centre in x, in soft tissue."""
+    arteries = np.zeros((24, 20, 30), dtype=np.uint8)
+    arteries[:, 5:9, 3:8] = 1
+    hu = np.where(arteries > 0, 400, 40).astype(np.int16)
+    geometry = Geometry(size=(30, 20, 24), spacing_mm=(1.5, 1.5, 1.5), origin_mm=(0.0, 0.0, 0.0))
+    return WorkingCase("tube", hu, arteries, geometry, np.flatnonzero(arteries))
+
+
+def test_flipped_patches_keep_image_and_label_together() -> None:
+    prep = ArteryPreprocessing()
+    flip_always = Augmentation(flip_x_p=1.0, hu_scale=(1.0, 1.0), hu_shift=(0.0, 0.0), noise_hu=(0.0, 0.0))
+    dataset = ArteryPatchDataset([a_tube_case()], prep, patches_per_epoch=12, patch_zyx=(16, 16, 16),
+                                 artery_fraction=1.0, augmentation=flip_always)
+    torch.manual_seed(0)
+    for i in range(len(dataset)):
+        item = dataset[i]
+        assert item["image"].shape == item["label"].shape == (1, 16, 16, 16)
+        label = item["label"][0].numpy()
+        assert label.sum() > 0  # centred on the tube
+        inside_body = item["image"][0].numpy() > 0  # padding is air (0 after the window)
+        expected = apply_window(np.where(label > 0, 400, 40), prep.window_hu)
+        np.testing.assert_allclose(item["image"][0].numpy()[inside_body], expected[inside_body], atol=1e-6)
+
+
+def test_augmentation_flips_only_x_and_changes_contrast() -> None:
+    hu = np.random.default_rng(0).integers(-900, 600, size=(6, 7, 8)).astype(np.int16)
+    image, flipped = augment_and_window(hu, (100.0, 700.0), Augmentation(flip_x_p=1.0, noise_hu=(0.0, 0.0)),
+                                        np.random.default_rng(1))
+    assert flipped
+    plain, _ = augment_and_window(hu, (100.0, 700.0), NO_AUGMENTATION, np.random.default_rng(1))
+    np.testing.assert_array_equal(plain, apply_window(hu, (100.0, 700.0)))
+    scaled_back = image[:, :, ::-1]
+    assert not np.array_equal(scaled_back, plain)  # contrast was jittered
+    assert np.corrcoef(scaled_back.ravel(), plain.ravel())[0, 1] > 0.99  # ... but the anatomy is where it was
+
+
+@pytest.mark.slow
+def test_a_tiny_network_overfits_one_phantom_and_the_folder_loads(a_phantom_cohort: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pelabelup-arteries"
+    args = parse_args(["--cohort", str(a_phantom_cohort), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+                       "--epochs", "2", "--patches-per-epoch", "32", "--batch-size", "1", "--patch", "32", "48", "48",
+                       "--artery-fraction", "1", "--augmentation", "none", "--channels", "8", "16", "32",
+                       "--norm", "batch", "--lr", "1e-2", "--val-cases", "0", "--progress", "off"])
+    run = train(args, DistContext())
+    assert run.fit.ended == "completed" and run.model_folder == out
+
+    network, metadata = load_model(out)
+    assert metadata["name"] == "pelabelup-arteries" and metadata["task"] == "artery"
+    assert metadata["preprocessing"] == ArteryPreprocessing().as_metadata()
+    assert metadata["training"]["epochs_done"] == 2 and metadata["training"]["samples_per_s"] > 0
+    (case,) = list_cohort_cases(a_phantom_cohort)
+    volume = read_image_file(case.ct_path)
+    mask, prob = predict_artery_territory(volume, network, metadata)
+    truth, _ = read_label_file(case.arteries_path)
+    assert dice(mask, truth) > 0.8
+
+    weights_hash = sha256_of(out / "model.pt")
+    summary = evaluate_cases([case], network, metadata)
+    assert summary["dice_mean"] == pytest.approx(dice(mask, truth))
+    record_metrics(out, {"heldout:one": {"dice_mean": summary["dice_mean"]}})
+    saved = json.loads((out / "metadata.json").read_text())
+    assert saved["metrics"]["heldout:one"]["dice_mean"] == summary["dice_mean"]
+    assert "val_patch_dice" in saved["metrics"]  # merged, not replaced
+    assert sha256_of(out / "model.pt") == weights_hash == saved["sha256"]
+    load_model(out)  # still a valid model folder
+
+
+def test_training_stops_resumes_and_refuses_to_overwrite(a_phantom_cohort: Path, tmp_path: Path) -> None:
+    base = ["--cohort", str(a_phantom_cohort), "--out", str(tmp_path / "model"), "--cache-dir", str(tmp_path / "c"),
+            "--epochs", "2", "--patches-per-epoch", "2", "--patch", "16", "16", "16", "--channels", "4", "8",
+            "--val-cases", "0", "--progress", "off"]
+    first = train(parse_args([*base, "--stop-after-epoch", "1"]), DistContext())
+    assert first.fit.ended == "interrupted" and first.model_folder is None
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(parse_args(base), DistContext())
+    second = train(parse_args([*base, "--resume"]), DistContext())
+    assert second.fit.ended == "completed" and second.fit.state.epoch == 2
+    assert json.loads((tmp_path / "model" / "metadata.json").read_text())["training"]["steps"] == 2
+    with pytest.raises(FileExistsError, match="model folder exists"):
+        train(parse_args([*base, "--resume"]), DistContext())
+
+
+class ThresholdNet(nn.Module):
+    """A real 3-D network with fixed weights: logit = 40 * (windowed input - 0.5), i.e. HU above 100 is artery."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(1, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(40.0)
+            self.conv.bias.fill_(-20.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_territory_lands_on_the_exact_oblique_anisotropic_input_grid() -> None:
+    direction = rotation(np.array([0.3, 1.0, 0.2]), 17.0)
+    geometry = Geometry(size=(50, 36, 14), spacing_mm=(0.8, 1.1, 3.0), origin_mm=(-30.0, 12.0, 50.0),
+                        direction=tuple(direction.ravel()))
+    centre_world = geometry.index_to_world(np.array([[30.0, 12.0, 9.0]]))[0]  # off-centre: flips would show
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in geometry.size], indexing="ij"), axis=-1).reshape(-1, 3)
+    distance = np.linalg.norm(geometry.index_to_world(ijk) - centre_world, axis=1).reshape(geometry.size)
+    sphere = (distance <= 9.0).transpose(2, 1, 0)  # (x, y, z) -> (Z, Y, X)
+    volume = CTVolume(np.where(sphere, 400, -800).astype(np.int16), geometry, source="oblique sphere")
+
+    metadata = {"preprocessing": ArteryPreprocessing(roi_size=(16, 16, 16)).as_metadata()}
+    mask, prob = predict_artery_territory(volume, ThresholdNet().eval(), metadata)
+    assert mask.shape == prob.shape == volume.hu.shape == geometry.shape_zyx
+    assert mask.dtype == np.uint8 and prob.dtype == np.float32
+    assert 0.0 <= prob.min() and prob.max() <= 1.0
+    assert dice(mask, sphere) > 0.85  # the sphere comes back where it was, on the input's own voxels
+
+
+def test_territory_scores_count_clot_inside_the_territory() -> None:
+    truth = np.zeros((4, 10, 10), dtype=np.uint8)
+    truth[:, 2:6, 2:6] = 1  # 64 voxels
+    pred = truth.copy()
+    pred[:, 2:6, 2:4] = 0  # half the lumen missed (32 voxels) ...
+    pred[:, 8:10, 8:10] = 1  # ... and 16 voxels outside it
+    emboli = np.zeros_like(truth)
+    emboli[0, 2:6, 2:6] = 1  # clot 1: 16 voxels, half inside the prediction
+    emboli[3, 4:6, 4:6] = 2  # clot 2: 4 voxels, all inside
+    scores = territory_scores(pred, truth, emboli)
+    assert scores["dice"] == pytest.approx(2 * 32 / (48 + 64))
+    assert scores["precision"] == pytest.approx(32 / 48) and scores["recall"] == pytest.approx(0.5)
+    assert scores["emboli_voxels"] == 20 and scores["emboli_voxels_inside"] == 12
+    assert scores["emboli_inside_fraction"] == pytest.approx([0.5, 1.0])

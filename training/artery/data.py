@@ -1,0 +1,311 @@
+"""Training data of the artery territory model: NIfTI cohort cases on the working grid, cached, as patches.
+
+A case of a NIfTI-layout cohort (:mod:`PELabelUpLib.synthetic.cohort`: ``<case>/ct.nii.gz`` + ``arteries.nii.gz``)
+is brought once onto the model's working grid (:class:`~PELabelUpLib.models.artery.ArteryPreprocessing`,
+1.5 mm by default) exactly as :func:`~PELabelUpLib.models.artery.artery_input` does it (linear resampling in
+world space; int16 HU stays int16), and cached as ``.npy`` files::
+
+    <cache_dir>/<key>/<case_id>/hu.npy          int16 (Z, Y, X) HU on the working grid
+    <cache_dir>/<key>/<case_id>/arteries.npy    uint8 (Z, Y, X) 0/1 artery mask (lumen including clot)
+    <cache_dir>/<key>/<case_id>/case.json       working grid (LPS mm) and the source files' size and mtime
+
+``key`` hashes the working spacing and the cache format, so a change of either never reuses stale arrays.
+HU (not the windowed image) is cached so that the HU augmentation acts before the window, as a change of
+contrast would; windowing the cached HU with ``prep.window_hu`` is exactly ``artery_input``.
+Emboli masks are never read here: the artery model learns anatomy labels only.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from PELabelUpLib.errors import InputError
+from PELabelUpLib.geometry import Geometry
+from PELabelUpLib.io import read_label_file
+from PELabelUpLib.io.image_files import read_image_file
+from PELabelUpLib.models.artery import ArteryPreprocessing
+from PELabelUpLib.preprocessing import apply_window, resample_like, resample_to_spacing
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+AIR_HU = -1024
+
+
+@dataclass(frozen=True)
+class CohortCase:
+    """One case of a NIfTI-layout cohort: where its CT and artery mask are."""
+
+    case_id: str
+    ct_path: Path
+    arteries_path: Path
+    emboli_path: Path | None = None
+
+
+@dataclass
+class WorkingCase:
+    """A case on the working grid.
+
+    Attributes:
+        hu: ``int16 (Z, Y, X)`` HU (memory-mapped from the cache).
+        arteries: ``uint8 (Z, Y, X)`` 0/1.
+        geometry: the working grid (LPS mm, spacing ``prep.spacing_mm``).
+        artery_voxels: flat indices (into ``arteries.ravel()``) of the artery voxels, for centred sampling.
+    """
+
+    case_id: str
+    hu: np.ndarray
+    arteries: np.ndarray
+    geometry: Geometry
+    artery_voxels: np.ndarray
+
+
+def list_cohort_cases(cohort_dir: str | Path) -> list[CohortCase]:
+    """The cases of a NIfTI-layout cohort, in ``cohort.csv`` order (or sorted folder order without it).
+
+    Raises:
+        InputError: the folder holds no case with ``ct.nii.gz`` and ``arteries.nii.gz``.
+    """
+    root = Path(cohort_dir)
+    if not root.is_dir():
+        raise InputError(root, "cohort folder not found")
+    index = root / "cohort.csv"
+    if index.is_file():
+        with index.open(newline="") as f:
+            folders = [root / row["path"] for row in csv.DictReader(f)]
+    else:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    cases = []
+    for folder in folders:
+        ct, arteries = folder / "ct.nii.gz", folder / "arteries.nii.gz"
+        if not ct.is_file() or not arteries.is_file():
+            log.warning("%s: skipped (needs ct.nii.gz and arteries.nii.gz)", folder.name)
+            continue
+        emboli = folder / "emboli.nii.gz"
+        cases.append(CohortCase(folder.name, ct, arteries, emboli if emboli.is_file() else None))
+    if not cases:
+        raise InputError(root, "no case folder with ct.nii.gz and arteries.nii.gz (is this a NIfTI-layout cohort?)")
+    return cases
+
+
+def cache_key(prep: ArteryPreprocessing) -> str:
+    """Cache folder name for ``prep``: a hash of the working spacing and the cache format."""
+    blob = json.dumps({"spacing_mm": [float(s) for s in prep.spacing_mm], "format": CACHE_FORMAT}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def to_working_grid(case: CohortCase, prep: ArteryPreprocessing) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """Resample a case's CT and artery mask onto the working grid.
+
+    Returns:
+        ``(hu, arteries, geometry)``: ``int16 (Z, Y, X)`` HU (linear, as :func:`artery_input`), ``uint8 (Z, Y, X)``
+        mask (linear interpolation of the 0/1 mask thresholded at 0.5: smoother than nearest neighbour when
+        the input slices are thick), and the working grid.
+    """
+    volume = read_image_file(case.ct_path)
+    mask, mask_geometry = read_label_file(case.arteries_path)
+    if not mask_geometry.same_grid(volume.geometry):
+        raise InputError(case.arteries_path, f"artery mask grid {mask_geometry.size} differs from the CT's "
+                                             f"{volume.geometry.size}")
+    work = resample_to_spacing(volume, prep.spacing_mm, interpolator="linear")
+    hu = work.hu if work.hu.dtype == np.int16 else np.clip(np.rint(work.hu), -32768, 32767).astype(np.int16)
+    fraction = resample_like((mask > 0).astype(np.float32), volume.geometry, work.geometry, "linear",
+                             default_value=0.0)
+    return hu, (fraction >= 0.5).astype(np.uint8), work.geometry
+
+
+def load_working_case(case: CohortCase, prep: ArteryPreprocessing, cache_dir: str | Path) -> WorkingCase:
+    """A case on the working grid, from the cache (made and stored on first use or when its source changed)."""
+    folder = Path(cache_dir) / cache_key(prep) / case.case_id
+    record_path = folder / "case.json"
+    sources = {"ct": _stamp(case.ct_path), "arteries": _stamp(case.arteries_path)}
+    record = json.loads(record_path.read_text()) if record_path.is_file() else None
+    if record is None or record.get("sources") != sources:
+        hu, arteries, geometry = to_working_grid(case, prep)
+        _write_cache(folder, hu, arteries, geometry, sources, prep)
+        log.debug("cached %s on the %s mm grid %s", case.case_id, prep.spacing_mm, geometry.size)
+    else:
+        g = record["geometry"]
+        geometry = Geometry(size=tuple(g["size"]), spacing_mm=tuple(g["spacing_mm"]),
+                            origin_mm=tuple(g["origin_mm"]), direction=tuple(g["direction"]))
+    hu = np.load(folder / "hu.npy", mmap_mode="r")
+    arteries = np.load(folder / "arteries.npy")
+    if hu.shape != geometry.shape_zyx or arteries.shape != geometry.shape_zyx:
+        raise InputError(folder, f"cached arrays {hu.shape}/{arteries.shape} do not match the grid "
+                                 f"{geometry.shape_zyx}; delete the folder to rebuild it")
+    return WorkingCase(case.case_id, hu, arteries, geometry, np.flatnonzero(arteries).astype(np.int64))
+
+
+def _write_cache(folder: Path, hu: np.ndarray, arteries: np.ndarray, geometry: Geometry,
+                 sources: dict[str, list[int]], prep: ArteryPreprocessing) -> None:
+    """Write the arrays, then ``case.json`` last (its presence marks a complete entry)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "case.json").unlink(missing_ok=True)
+    for name, array in (("hu", hu), ("arteries", arteries)):
+        tmp = folder / f".{name}.tmp.npy"
+        np.save(tmp, array)
+        tmp.replace(folder / f"{name}.npy")
+    record = {"geometry": {"size": list(geometry.size), "spacing_mm": list(geometry.spacing_mm),
+                           "origin_mm": list(geometry.origin_mm), "direction": list(geometry.direction)},
+              "sources": sources, "working_spacing_mm": list(prep.spacing_mm), "format": CACHE_FORMAT}
+    tmp = folder / ".case.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(folder / "case.json")
+
+
+def load_working_cases(cases: Sequence[CohortCase], prep: ArteryPreprocessing, cache_dir: str | Path, *,
+                       on_case: Callable[[str], None] | None = None) -> list[WorkingCase]:
+    """:func:`load_working_case` for every case (cases without artery voxels are dropped with a warning)."""
+    loaded = []
+    for case in cases:
+        work = load_working_case(case, prep, cache_dir)
+        if work.artery_voxels.size == 0:
+            log.warning("%s: no artery voxel on the working grid; skipped", case.case_id)
+        else:
+            loaded.append(work)
+        if on_case:
+            on_case(case.case_id)
+    return loaded
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Light training augmentation, applied to a patch before windowing.
+
+    Attributes:
+        flip_x_p: probability of mirroring the patch along x (the patient's left/right); no y or z flips,
+            which would put the heart above the lungs or the spine in front.
+        hu_scale: range of a factor on HU (contrast strength), e.g. (0.9, 1.1).
+        hu_shift: range of an offset added to HU.
+        noise_hu: range of the standard deviation of added Gaussian noise, HU.
+    """
+
+    flip_x_p: float = 0.5
+    hu_scale: tuple[float, float] = (0.9, 1.1)
+    hu_shift: tuple[float, float] = (-30.0, 30.0)
+    noise_hu: tuple[float, float] = (0.0, 12.0)
+
+
+NO_AUGMENTATION = Augmentation(flip_x_p=0.0, hu_scale=(1.0, 1.0), hu_shift=(0.0, 0.0), noise_hu=(0.0, 0.0))
+
+
+def crop_patch(array: np.ndarray, start_zyx: Sequence[int], size_zyx: Sequence[int], fill: float) -> np.ndarray:
+    """``array[start : start + size]`` (Z, Y, X), padded with ``fill`` where the box leaves the array."""
+    out = np.full(tuple(size_zyx), fill, dtype=array.dtype)
+    src, dst = [], []
+    for start, size, extent in zip(start_zyx, size_zyx, array.shape, strict=True):
+        lo, hi = max(start, 0), min(start + size, extent)
+        if hi <= lo:
+            return out
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - start, hi - start))
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+def sample_patch(case: WorkingCase, patch_zyx: Sequence[int], rng: np.random.Generator, *,
+                 on_artery: bool, jitter_vox: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """One patch ``(hu int16, arteries uint8)``, both ``patch_zyx`` (Z, Y, X).
+
+    ``on_artery``: centred on a random artery voxel, moved by up to ``jitter_vox`` voxels (and at most a
+    quarter of the patch) per axis, so that voxel stays inside the patch; else centred anywhere in the volume.
+    Parts outside the volume are air (-1024 HU) and background.
+    """
+    shape = np.asarray(case.hu.shape)
+    size = np.asarray(patch_zyx)
+    if on_artery:
+        centre = np.asarray(np.unravel_index(int(rng.choice(case.artery_voxels)), case.hu.shape))
+        jitter = np.minimum(jitter_vox, size // 4)
+        centre = centre + rng.integers(-jitter, jitter + 1)
+    else:
+        centre = np.asarray([int(rng.integers(0, s)) for s in shape])
+    start = [int(c) for c in centre - size // 2]
+    return crop_patch(case.hu, start, size, AIR_HU), crop_patch(case.arteries, start, size, 0)
+
+
+def augment_and_window(hu: np.ndarray, window_hu: Sequence[float], augmentation: Augmentation,
+                       rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """HU patch -> augmented, windowed ``float32`` image in [0, 1]; returns it and whether it was x-flipped."""
+    work = hu.astype(np.float32)
+    scale = rng.uniform(*augmentation.hu_scale)
+    shift = rng.uniform(*augmentation.hu_shift)
+    work = work * np.float32(scale) + np.float32(shift)
+    sigma = rng.uniform(*augmentation.noise_hu)
+    if sigma > 0:
+        work += rng.normal(0.0, sigma, size=work.shape).astype(np.float32)
+    flip = bool(rng.random() < augmentation.flip_x_p)
+    if flip:
+        work = work[:, :, ::-1]
+    return np.ascontiguousarray(apply_window(work, tuple(window_hu))), flip
+
+
+class ArteryPatchDataset(Dataset):
+    """Random training patches: ``len`` = patches per epoch; item ``i`` comes from case ``i % n_cases``.
+
+    Each item draws its randomness from torch's global generator (seeded by the trainer, restored on resume,
+    reseeded per loader worker), so epochs differ and runs are reproducible.
+
+    Items: ``{"image": float32 (1, Z, Y, X) in [0, 1], "label": float32 (1, Z, Y, X) 0/1}``.
+    """
+
+    def __init__(self, cases: Sequence[WorkingCase], prep: ArteryPreprocessing, *, patches_per_epoch: int,
+                 patch_zyx: Sequence[int] = (64, 64, 64), artery_fraction: float = 0.5,
+                 augmentation: Augmentation = Augmentation()) -> None:
+        if not cases:
+            raise ValueError("no training case")
+        if patches_per_epoch < 1:
+            raise ValueError(f"patches_per_epoch must be at least 1, got {patches_per_epoch}")
+        if not 0.0 <= artery_fraction <= 1.0:
+            raise ValueError(f"artery_fraction must lie in [0, 1], got {artery_fraction}")
+        if len(patch_zyx) != 3 or any(int(p) < 8 for p in patch_zyx):
+            raise ValueError(f"patch_zyx must be three sizes >= 8 (Z, Y, X), got {tuple(patch_zyx)}")
+        self.cases = list(cases)
+        self.prep = prep
+        self.patches_per_epoch = int(patches_per_epoch)
+        self.patch_zyx = tuple(int(p) for p in patch_zyx)
+        self.artery_fraction = float(artery_fraction)
+        self.augmentation = augmentation
+
+    def __len__(self) -> int:
+        return self.patches_per_epoch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        rng = np.random.default_rng([seed, int(index)])
+        case = self.cases[int(index) % len(self.cases)]
+        hu, label = sample_patch(case, self.patch_zyx, rng, on_artery=bool(rng.random() < self.artery_fraction))
+        image, flipped = augment_and_window(hu, self.prep.window_hu, self.augmentation, rng)
+        if flipped:
+            label = label[:, :, ::-1]
+        return {"image": torch.from_numpy(image)[None],
+                "label": torch.from_numpy(np.ascontiguousarray(label, dtype=np.float32))[None]}
+
+
+def fixed_patches(cases: Sequence[WorkingCase], prep: ArteryPreprocessing, *, patches_per_case: int,
+                  patch_zyx: Sequence[int], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Validation patches, the same every epoch: ``(image float32 (Z, Y, X), label uint8 (Z, Y, X))``.
+
+    Half of each case's patches are centred on artery voxels, the rest anywhere; no augmentation.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for case in cases:
+        for i in range(patches_per_case):
+            hu, label = sample_patch(case, patch_zyx, rng, on_artery=i % 2 == 0)
+            out.append((apply_window(hu, tuple(prep.window_hu)), label))
+    return out

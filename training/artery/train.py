@@ -1,0 +1,304 @@
+"""Train the artery territory model (3-D ``ArteryUNet``) on a NIfTI-layout phantom cohort.
+
+Fully supervised on the cohort's artery masks (anatomy labels: lumen *including* clot); emboli masks are never
+read. Follows :mod:`training.toy_trainer` and runs in one process or under torchrun::
+
+    python -m training.artery.train --cohort cohort-train --out models/pelabelup-arteries --epochs 30
+    python -m training.artery.train --cohort cohort-train --out models/pelabelup-arteries --epochs 30 --resume
+
+writes the model folder ``--out`` (:func:`~PELabelUpLib.models.folder.save_model_folder`) when the schedule
+completes, and ``train_steps.csv``, ``epochs.csv`` and ``checkpoints/`` into ``--run-dir`` (default: beside
+``--out``, named ``<out>.run``). Working-grid arrays are cached in ``--cache-dir`` (default: ``<cohort>/.cache``).
+The last ``--val-cases`` cases of the cohort are held out for a per-epoch patch Dice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from PELabelUpLib.errors import InputError
+from PELabelUpLib.models.artery import ArteryPreprocessing
+from PELabelUpLib.models.folder import save_model_folder
+from PELabelUpLib.models.networks import build_network
+from training.engine import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    LAST_CHECKPOINT,
+    DistContext,
+    EarlyStopping,
+    FitConfig,
+    FitResult,
+    Means,
+    barrier,
+    cleanup,
+    configure_determinism,
+    fit,
+    load_checkpoint,
+    make_loader,
+    make_precision,
+    resume,
+    seed_everything,
+    setup_distributed,
+    setup_logging,
+    unwrap_model,
+    wrap_ddp,
+)
+
+from .data import (
+    NO_AUGMENTATION,
+    ArteryPatchDataset,
+    Augmentation,
+    fixed_patches,
+    list_cohort_cases,
+    load_working_cases,
+)
+
+log = logging.getLogger("training.artery.train")
+
+MODEL_NAME = "pelabelup-arteries"
+#: settings whose change makes a resumed run differ from an uninterrupted one
+RUN_DEFINING = ("seed", "epochs", "batch_size", "patch", "patches_per_epoch", "lr", "channels", "norm",
+                "res_units", "val_cases", "world_size")
+
+
+def network_spec(channels: Sequence[int], res_units: int, norm: str) -> dict[str, Any]:
+    """The ``metadata["network"]`` of an ``ArteryUNet``: 1 channel (windowed CT) in, 1 logit out."""
+    return {"name": "ArteryUNet", "kwargs": {
+        "spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels": [int(c) for c in channels],
+        "strides": [2] * (len(channels) - 1), "num_res_units": int(res_units), "norm": norm}}
+
+
+class ArteryLoss(nn.Module):
+    """Soft Dice over the whole batch (patches without artery do not divide by zero) plus binary cross-entropy.
+
+    ``logits`` and ``target`` are ``(N, 1, Z, Y, X)``; target 0/1.
+    """
+
+    def __init__(self, smooth: float = 1.0) -> None:
+        super().__init__()
+        self.smooth = smooth
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        logits = logits.float()
+        prob = torch.sigmoid(logits)
+        intersection = (prob * target).sum()
+        dice = (2.0 * intersection + self.smooth) / (prob.sum() + target.sum() + self.smooth)
+        return (1.0 - dice) + nn.functional.binary_cross_entropy_with_logits(logits, target)
+
+
+def patch_dice_means(model: nn.Module, patches: Sequence, ctx: DistContext, threshold: float = 0.5) -> Means:
+    """Pooled Dice and mean loss over this rank's share of fixed validation patches (see :func:`fixed_patches`)."""
+    means = Means()
+    loss_fn = ArteryLoss()
+    for i in range(ctx.rank, len(patches), ctx.world_size):
+        image, label = patches[i]
+        x = torch.from_numpy(image)[None, None].to(ctx.device)
+        y = torch.from_numpy(label.astype("float32"))[None, None].to(ctx.device)
+        logits = model(x).float()
+        pred = (torch.sigmoid(logits) >= threshold).float()
+        means.add("val_dice", 2.0 * float((pred * y).sum()), float(pred.sum() + y.sum()))
+        means.add("val_loss", float(loss_fn(logits, y)), 1)
+    return means
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.artery.train", description=__doc__.split("\n")[0])
+    p.add_argument("--cohort", type=Path, required=True, help="NIfTI-layout cohort (pelabelup synth --out ...)")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist)")
+    p.add_argument("--run-dir", type=Path, help="logs and checkpoints (default: <out>.run beside --out)")
+    p.add_argument("--cache-dir", type=Path, help="working-grid cache (default: <cohort>/.cache)")
+    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoints/last.pt")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--patches-per-epoch", type=int, default=128, help="training patches drawn per epoch")
+    p.add_argument("--batch-size", type=int, default=2, help="per process")
+    p.add_argument("--patch", type=int, nargs=3, default=(64, 64, 64), metavar=("Z", "Y", "X"))
+    p.add_argument("--artery-fraction", type=float, default=0.5, help="share of patches centred on artery")
+    p.add_argument("--augmentation", choices=("light", "none"), default="light",
+                   help="light: x flips, HU scale/shift and noise (see data.Augmentation); none: off")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine to 2%%)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--channels", type=int, nargs="+", default=(16, 32, 64, 128))
+    p.add_argument("--res-units", type=int, default=1)
+    p.add_argument("--norm", choices=("instance", "batch"), default="instance")
+    p.add_argument("--val-cases", type=int, default=3, help="cohort cases held out for the per-epoch Dice")
+    p.add_argument("--val-patches", type=int, default=6, help="fixed validation patches per held-out case")
+    p.add_argument("--select", choices=("last", "best"), default="last",
+                   help="weights to ship: the last epoch's or the best patch Dice's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--precision", choices=("auto", "off", "bf16", "fp16"), default="auto")
+    p.add_argument("--version", default="1.0.0", help="model version written into the metadata")
+    p.add_argument("--cohort-description", default="", help="how the cohort was made, for the metadata")
+    p.add_argument("--stop-after-epoch", type=int, help="stop (checkpointed) after this many epochs")
+    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="lines")
+    args = p.parse_args(argv)
+    args.run_dir = args.run_dir or args.out.with_name(args.out.name + ".run")
+    args.cache_dir = args.cache_dir or args.cohort / ".cache"
+    args.patch = tuple(args.patch)
+    args.channels = tuple(args.channels)
+    return args
+
+
+@dataclass
+class ArteryRun:
+    """What :func:`train` did: ``fit``'s result and, on rank 0 of a completed run, the model folder."""
+
+    fit: FitResult
+    model_folder: Path | None
+    seconds: float
+
+
+def _run_config(args: argparse.Namespace, ctx: DistContext) -> dict[str, Any]:
+    config = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+              for k, v in vars(args).items()}
+    return config | {"world_size": ctx.world_size, "global_batch_size": args.batch_size * ctx.world_size}
+
+
+def _augmentation(args: argparse.Namespace) -> Augmentation:
+    return NO_AUGMENTATION if args.augmentation == "none" else Augmentation()
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    if args.out.exists():
+        raise FileExistsError(f"{args.out}: model folder exists already; choose another --out or --version")
+    last = args.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if args.resume and not last.is_file():
+        raise InputError(last, "nothing to resume: no checkpoint")
+    if not args.resume and last.exists():
+        raise FileExistsError(f"{args.run_dir}: holds a run already; pass --resume or choose another --run-dir")
+
+
+def _metadata(args: argparse.Namespace, ctx: DistContext, spec: dict[str, Any], prep: ArteryPreprocessing,
+              result: FitResult, train_ids: list[str], val_ids: list[str], seconds: float,
+              precision: str) -> dict[str, Any]:
+    """The model folder's metadata (the core's contract: name, version, task, network, preprocessing, ...)."""
+    history = result.history
+    last = history[-1] if history else {}
+    rates = [float(r["samples_per_s"]) for r in history if r.get("samples_per_s") == r.get("samples_per_s")]
+    return {
+        "name": MODEL_NAME, "version": args.version, "task": "artery", "network": spec,
+        "preprocessing": prep.as_metadata(),
+        "inputs": "CT in HU, any grid: resampled (linear) to preprocessing.spacing_mm and windowed to [0, 1] "
+                  "with preprocessing.window_hu; the network sees (N, 1, Z, Y, X) float32",
+        "outputs": "(N, 1, Z, Y, X) logits of the pulmonary arterial territory (lumen including contrast or clot); "
+                   "sigmoid >= preprocessing.threshold is territory, put back on the input grid",
+        "training": {
+            "cohort": {"name": args.cohort.name, "description": args.cohort_description,
+                       "train_cases": len(train_ids), "val_cases": val_ids, "labels": "arteries.nii.gz"},
+            "seed": args.seed, "epochs": args.epochs, "epochs_done": result.state.epoch, "steps": result.state.step,
+            "patches_per_epoch": args.patches_per_epoch, "batch_size": args.batch_size,
+            "world_size": ctx.world_size, "patch_zyx": list(args.patch), "artery_fraction": args.artery_fraction,
+            "optimizer": f"AdamW lr {args.lr} wd {args.weight_decay}, cosine per step to 2%",
+            "loss": "soft Dice (batch) + binary cross-entropy", "augmentation": asdict(_augmentation(args)),
+            "precision": precision, "device": ctx.device.type, "selected": args.select,
+            "samples_per_s": round(sum(rates) / len(rates), 3) if rates else None,
+            "wall_s": round(seconds, 1),
+        },
+        "metrics": {"val_patch_dice": last.get("val_dice"), "val_patch_loss": last.get("val_loss"),
+                    "best_val_patch_dice": result.state.best_metric},
+        "changelog": [f"{args.version}: ArteryUNet trained on {len(train_ids)} synthetic phantoms "
+                      f"({args.epochs} epochs of {args.patches_per_epoch} patches)"],
+    }
+
+
+def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
+    """Train on ``ctx`` (set up by the caller) and, when the schedule completes, write the model folder."""
+    started = time.perf_counter()
+    _check_paths(args)
+    barrier()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed, ctx.rank)
+    configure_determinism(ctx.device)
+    precision = make_precision(ctx.device, args.precision)
+    prep = ArteryPreprocessing()
+
+    cases = list_cohort_cases(args.cohort)
+    if args.val_cases < 0 or args.val_cases >= len(cases):
+        raise ValueError(f"--val-cases must lie in [0, {len(cases) - 1}] for {len(cases)} cases, got {args.val_cases}")
+    split = len(cases) - args.val_cases
+    if ctx.is_main:  # rank 0 fills the cache; the others then read it
+        load_working_cases(cases, prep, args.cache_dir)
+    barrier()
+    train_cases = load_working_cases(cases[:split], prep, args.cache_dir)
+    val_cases = load_working_cases(cases[split:], prep, args.cache_dir)
+    log.info("%d training cases, %d validation cases on the %s mm grid", len(train_cases), len(val_cases),
+             prep.spacing_mm)
+    dataset = ArteryPatchDataset(train_cases, prep, patches_per_epoch=args.patches_per_epoch, patch_zyx=args.patch,
+                                 artery_fraction=args.artery_fraction, augmentation=_augmentation(args))
+    loader = make_loader(dataset, args.batch_size, shuffle=True, seed=args.seed, ctx=ctx,
+                         num_workers=args.num_workers)
+    val_patches = fixed_patches(val_cases, prep, patches_per_case=args.val_patches, patch_zyx=args.patch,
+                                seed=args.seed + 1)
+
+    spec = network_spec(args.channels, args.res_units, args.norm)
+    model = build_network(spec).to(ctx.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * len(loader),
+                                                           eta_min=0.02 * args.lr)
+    loss_fn = ArteryLoss()
+
+    def compute_loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return loss_fn(net(batch["image"]), batch["label"])
+
+    stopping = EarlyStopping(monitor="val_dice", mode="max", patience=args.epochs + 1) if val_patches else None
+    config = FitConfig(epochs=args.epochs, seed=args.seed, grad_clip_norm=2.0, scheduler_interval="step",
+                       early_stopping=stopping, stop_after_epoch=args.stop_after_epoch, progress=args.progress,
+                       progress_every_s=30.0)
+    run_config = _run_config(args, ctx)
+    state = None
+    if args.resume:
+        resumed = resume(args.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, model=model, optimizer=optimizer,
+                         scheduler=scheduler, scaler=precision.scaler, ctx=ctx)
+        changed = sorted(k for k in RUN_DEFINING if resumed.config.get(k) != run_config.get(k))
+        if changed:
+            log.warning("resuming with changed settings %s: the run will not match an uninterrupted one", changed)
+        state = resumed.state
+    ddp_model = wrap_ddp(model, ctx)
+    validate = (lambda m: patch_dice_means(m, val_patches, ctx, prep.threshold)) if val_patches else None
+    result = fit(ddp_model, optimizer, loader, compute_loss, ctx=ctx, config=config, out_dir=args.run_dir,
+                 precision=precision, scheduler=scheduler, validate=validate, state=state, run_config=run_config)
+    folder = None
+    if result.ended != "interrupted" and ctx.is_main:
+        network = unwrap_model(ddp_model)
+        best = args.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT
+        if args.select == "best" and best.is_file():
+            network.load_state_dict(load_checkpoint(best)["model"])
+        metadata = _metadata(args, ctx, spec, prep, result, [c.case_id for c in train_cases],
+                             [c.case_id for c in val_cases], time.perf_counter() - started, precision.name)
+        folder = save_model_folder(args.out, network, metadata).path
+    barrier()
+    return ArteryRun(fit=result, model_folder=folder, seconds=time.perf_counter() - started)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    ctx = setup_distributed(device=args.device)
+    setup_logging(ctx)
+    try:
+        run = train(args, ctx)
+    except (InputError, ValueError, FileExistsError) as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        cleanup()
+    r = run.fit
+    log.info("%s after %d epochs, %d steps in %.1f s; last epoch %.1f samples/s%s", r.ended, r.state.epoch,
+             r.state.step, run.seconds, r.samples_per_s, f"; model folder {run.model_folder}" if run.model_folder else "")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

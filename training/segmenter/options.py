@@ -1,0 +1,91 @@
+"""Command-line options shared by training (:mod:`training.segmenter.train`) and fine-tuning
+(:mod:`training.finetune`), and the training cases they name (:mod:`training.segmenter.sources`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from PELabelUpLib.errors import InputError
+
+from .sources import (
+    SegmenterCase,
+    datastore_cases,
+    default_territory,
+    merge_datastore,
+    parse_label_source,
+    parse_territory_source,
+    resolve_cases,
+)
+
+
+def add_training_arguments(p: argparse.ArgumentParser, *, epochs: int, lr: float, datastore: bool = False) -> None:
+    """Options shared by training and fine-tuning; with ``datastore``, ``--datastore`` too (and then ``--cohort``
+    and ``--labels`` are optional)."""
+    p.add_argument("--cohort", type=Path, required=not datastore,
+                   help="cohort folder (cohort.csv; NIfTI or RSPECT layout)")
+    p.add_argument("--labels", nargs="+", required=not datastore, default=[], metavar="SOURCE",
+                   help="gt | pseudo:DIR | corrected:DIR, in order of precedence (first with a file wins)")
+    if datastore:
+        p.add_argument("--datastore", type=Path,
+                       help="training datastore: its latest final masks come before every --labels source")
+    p.add_argument("--territory", help="gt | pred:DIR (default: pred:DIR of the first pseudo source, else gt)")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist)")
+    p.add_argument("--run-dir", type=Path, help="logs and checkpoints (default: <out>.run beside --out)")
+    p.add_argument("--cache-dir", type=Path,
+                   help="working-grid cache (default: <cohort>/.cache, or <run-dir>/cache without a cohort)")
+    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoints/last.pt")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--patches-per-epoch", type=int, default=64, help="training patches drawn per epoch")
+    p.add_argument("--batch-size", type=int, default=2, help="per process")
+    p.add_argument("--label-fraction", type=float, default=0.6,
+                   help="share of patches centred on label voxels (the rest on the territory)")
+    p.add_argument("--augmentation", choices=("light", "none"), default="light",
+                   help="light: x flips, HU scale/shift and noise (training.artery.data.Augmentation); none: off")
+    p.add_argument("--lr", type=float, default=lr, help="peak learning rate (AdamW, cosine to 2%%)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--val-cases", type=int, default=2, help="cases held out (the last ones) for the per-epoch Dice")
+    p.add_argument("--val-patches", type=int, default=6, help="fixed validation patches per held-out case")
+    p.add_argument("--select", choices=("last", "best"), default="last",
+                   help="weights to ship: the last epoch's or the best patch Dice's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--precision", choices=("auto", "off", "bf16", "fp16"), default="auto")
+    p.add_argument("--cohort-description", default="", help="how the cohort was made, for the metadata")
+    p.add_argument("--stop-after-epoch", type=int, help="stop (checkpointed) after this many epochs")
+    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="lines")
+
+
+def finish_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Defaults that depend on other arguments; label and territory sources parsed (folders checked).
+
+    Raises:
+        ValueError: ``--cohort`` without ``--labels`` or the reverse, or neither them nor ``--datastore``.
+    """
+    args.datastore = getattr(args, "datastore", None)
+    if (args.cohort is None) != (not args.labels):
+        raise ValueError("--cohort and --labels go together (the labels of the cohort's cases)")
+    if args.cohort is None and args.datastore is None:
+        raise ValueError("nothing to train on: give --cohort with --labels, or --datastore")
+    args.run_dir = args.run_dir or args.out.with_name(args.out.name + ".run")
+    args.cache_dir = args.cache_dir or (args.cohort / ".cache" if args.cohort is not None else args.run_dir / "cache")
+    args.label_sources = [parse_label_source(s) for s in args.labels]
+    args.territory_source = (parse_territory_source(args.territory) if args.territory
+                             else default_territory(args.label_sources))
+    args.territory = args.territory_source.spec
+    return args
+
+
+def gather_cases(args: argparse.Namespace) -> list[SegmenterCase]:
+    """The cohort's cases (:func:`~.sources.resolve_cases`), with the datastore's cases put first in line
+    (:func:`~.sources.merge_datastore`) when ``args.datastore`` is set."""
+    cases = resolve_cases(args.cohort, args.label_sources, args.territory_source) if args.cohort is not None else []
+    if args.datastore is None:
+        return cases
+    territories = {key: c.territory_path for c in cases for key in (c.case_id, c.study_uid) if key}
+    merged = merge_datastore(cases, datastore_cases(args.datastore, territories))
+    if not merged:
+        raise InputError(args.datastore, "no case to train on (no export with an artery territory)")
+    return merged
