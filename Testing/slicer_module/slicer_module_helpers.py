@@ -1,0 +1,10 @@
+"""Paths of the Slicer module's files, shared by its tests (imported by name: test folders have no __init__)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODULE_FILE = REPO_ROOT / "PELabelUp" / "PELabelUp.py"
+UI_FILE = REPO_ROOT / "Resources" / "UI" / "PELabelUp.ui"
+ANALYSIS_TESTS = REPO_ROOT / "Testing" / "analysis"  # analysis_helpers: the tiny models and the clot study
