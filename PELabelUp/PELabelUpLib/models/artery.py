@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from ..geometry import Geometry
@@ -30,12 +31,16 @@ class ArteryPreprocessing:
         window_hu: (level, width) HU window mapped to [0, 1].
         roi_size: sliding-window patch, voxels ``(Z, Y, X)`` of the working grid.
         threshold: probability above which a voxel is artery territory.
+        min_component_fraction: the pulmonary arterial tree is one connected structure; 26-connected
+            components smaller than this fraction of the largest are dropped (bright veins, the scanner table).
+            0 keeps everything.
     """
 
     spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
     window_hu: tuple[float, float] = (100.0, 700.0)
     roi_size: tuple[int, int, int] = (96, 96, 96)
     threshold: float = 0.5
+    min_component_fraction: float = 0.1
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> ArteryPreprocessing:
@@ -43,11 +48,13 @@ class ArteryPreprocessing:
         return cls(spacing_mm=tuple(p.get("spacing_mm", cls.spacing_mm)),
                    window_hu=tuple(p.get("window_hu", cls.window_hu)),
                    roi_size=tuple(p.get("roi_size", cls.roi_size)),
-                   threshold=float(p.get("threshold", cls.threshold)))
+                   threshold=float(p.get("threshold", cls.threshold)),
+                   min_component_fraction=float(p.get("min_component_fraction", cls.min_component_fraction)))
 
     def as_metadata(self) -> dict[str, Any]:
         return {"spacing_mm": list(self.spacing_mm), "window_hu": list(self.window_hu),
-                "roi_size": list(self.roi_size), "threshold": self.threshold}
+                "roi_size": list(self.roi_size), "threshold": self.threshold,
+                "min_component_fraction": self.min_component_fraction}
 
 
 def artery_input(volume: CTVolume, prep: ArteryPreprocessing) -> tuple[np.ndarray, Geometry]:
@@ -71,6 +78,20 @@ def artery_probability(image: np.ndarray, network: nn.Module, prep: ArteryPrepro
     return torch.sigmoid(logits.float())[0, 0].cpu().numpy()
 
 
+def keep_main_components(mask: np.ndarray, min_fraction: float) -> np.ndarray:
+    """``mask`` without the 26-connected components smaller than ``min_fraction`` of the largest one."""
+    mask = np.asarray(mask, dtype=bool)
+    if min_fraction <= 0 or not mask.any():
+        return mask
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    keep = sizes >= min_fraction * sizes.max()
+    keep[0] = False
+    log.debug("artery territory: kept %d of %d components", int(keep.sum()), n)
+    return keep[labels]
+
+
 def predict_artery_territory(volume: CTVolume, network: nn.Module, metadata: dict[str, Any], *,
                              device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Artery territory of ``volume`` on its own grid.
@@ -83,7 +104,7 @@ def predict_artery_territory(volume: CTVolume, network: nn.Module, metadata: dic
     image, work_geometry = artery_input(volume, prep)
     prob_work = artery_probability(image, network, prep, device=device)
     prob = resample_like(prob_work, work_geometry, volume.geometry, "linear", default_value=0.0)
-    mask = (prob >= prep.threshold).astype(np.uint8)
+    mask = keep_main_components(prob >= prep.threshold, prep.min_component_fraction).astype(np.uint8)
     log.info("artery territory: %d voxels (%.1f ml)", int(mask.sum()),
              mask.sum() * float(np.prod(volume.geometry.spacing_mm)) / 1000.0)
     return mask, prob.astype(np.float32, copy=False)
