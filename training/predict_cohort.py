@@ -24,7 +24,7 @@ from tqdm import tqdm
 from PELabelUpLib.errors import PELabelUpError
 from PELabelUpLib.evaluate.predictions import read_cohort
 from PELabelUpLib.explain.registry import explainer_names
-from PELabelUpLib.io import load_ct
+from PELabelUpLib.io import load_ct, read_label_file
 from PELabelUpLib.labelup.outputs import write_labelup_outputs
 from PELabelUpLib.labelup.pipeline import LabelUpSettings, label_up_case
 from PELabelUpLib.models.folder import load_model
@@ -37,6 +37,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cohort", type=Path, required=True, help="cohort folder (cohort.csv), either layout")
     p.add_argument("--out", type=Path, required=True, help="predictions folder (one sub-folder per case)")
     p.add_argument("--artery-model", type=Path, required=True)
+    p.add_argument("--territory", choices=("model", "gt"), default="model",
+                   help="gt: use the cohort's artery masks instead of the artery model (to measure the rest of "
+                        "the chain apart from the territory)")
     p.add_argument("--classifier-model", type=Path, required=True)
     p.add_argument("--explainer", choices=explainer_names(), default=LabelUpSettings.explainer)
     p.add_argument("--max-rounds", type=int, default=LabelUpSettings.max_rounds, help="iExplain rounds at most")
@@ -69,8 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"predict_cohort: error: {case.truth_dir}: no CT for case {case.case_id}", file=sys.stderr)
             return 2
         volume = load_ct(case.ct_path)
-        result = label_up_case(volume, artery, classifier, settings=settings, device=args.device)
-        write_labelup_outputs(folder, result, volume, settings, models, {"device": args.device})
+        territory = read_label_file(case.truth_dir / "arteries.nii.gz")[0] if args.territory == "gt" else None
+        result = label_up_case(volume, artery, classifier, settings=settings, device=args.device, territory=territory)
+        write_labelup_outputs(folder, result, volume, settings, models,
+                              {"device": args.device, "territory_source": args.territory})
     print(f"{len(cases)} cases in {time.perf_counter() - started:.0f} s -> {args.out}")
     return 0
 
