@@ -23,7 +23,12 @@ import torch
 from scipy import ndimage
 
 from PELabelUpLib.geometry import Geometry
-from PELabelUpLib.models.artery import ArteryPreprocessing, artery_input, artery_probability
+from PELabelUpLib.models.artery import (
+    ArteryPreprocessing,
+    artery_input,
+    artery_probability,
+    keep_main_components,
+)
 from PELabelUpLib.models.folder import load_model
 from PELabelUpLib.models.networks import build_network
 from PELabelUpLib.preprocessing import resample_like
@@ -87,14 +92,16 @@ def main() -> None:
     times["sliding window"] = time.perf_counter() - t
     t = time.perf_counter()
     prob = resample_like(prob_work, work_geometry, volume.geometry, "linear", default_value=0.0)
-    mask = (prob >= prep.threshold).astype(np.uint8)
     times["back to input grid"] = time.perf_counter() - t
+    t = time.perf_counter()
+    mask = keep_main_components(prob >= prep.threshold, prep.min_component_fraction).astype(np.uint8)
+    times["threshold + components"] = time.perf_counter() - t
     rss_after = peak_rss_mib()
 
     print(f"working grid {work_geometry.size} voxels; territory {int(mask.sum())} voxels")
     for name, seconds in times.items():
-        print(f"  {name:<20} {seconds:8.2f} s")
-    print(f"  {'total':<20} {sum(times.values()):8.2f} s")
+        print(f"  {name:<24} {seconds:8.2f} s")
+    print(f"  {'total':<24} {sum(times.values()):8.2f} s")
     if device.type == "cuda":
         print(f"peak CUDA memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
     print(f"peak resident memory {rss_after:.0f} MiB ({rss_after - rss_before:.0f} MiB above the "

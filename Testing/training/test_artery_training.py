@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +24,19 @@ from PELabelUpLib.models.folder import load_model, sha256_of
 from PELabelUpLib.preprocessing import apply_window
 from PELabelUpLib.synthetic.cohort import generate_cohort, plan_cohort
 from PELabelUpLib.synthetic.grid import rotation
+from PELabelUpLib.synthetic.phantom import generate_phantom
 from PELabelUpLib.volume import CTVolume
-from training.artery.data import (
+from training.artery.augment import (
     NO_AUGMENTATION,
-    ArteryPatchDataset,
     Augmentation,
-    WorkingCase,
     augment_and_window,
+    augment_image,
+    brighten_neighbours,
+    implant_defects,
+)
+from training.artery.data import (
+    ArteryPatchDataset,
+    WorkingCase,
     crop_patch,
     list_cohort_cases,
     load_working_case,
@@ -39,6 +46,14 @@ from training.artery.train import parse_args, train
 from training.engine import DistContext
 
 SMALL_PHANTOM = {"size_xy": (48, 48), "n_slices": 32, "spacing_mm": (1.5, 1.5, 1.5)}
+
+
+@pytest.fixture(autouse=True)
+def torch_threads() -> Iterator[None]:
+    """The trainer sets torch's thread count (one thread here: fastest on a shared machine); restore it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -111,30 +126,56 @@ def test_flipped_patches_keep_image_and_label_together() -> None:
 
 def test_augmentation_flips_only_x_and_changes_contrast() -> None:
     hu = np.random.default_rng(0).integers(-900, 600, size=(6, 7, 8)).astype(np.int16)
-    image, flipped = augment_and_window(hu, (100.0, 700.0), Augmentation(flip_x_p=1.0, noise_hu=(0.0, 0.0)),
-                                        np.random.default_rng(1))
-    assert flipped
-    plain, _ = augment_and_window(hu, (100.0, 700.0), NO_AUGMENTATION, np.random.default_rng(1))
+    label = (hu > 300).astype(np.uint8)
+    image, flipped_label = augment_and_window(hu, label, (100.0, 700.0),
+                                              Augmentation(flip_x_p=1.0, noise_hu=(0.0, 0.0)), np.random.default_rng(1))
+    np.testing.assert_array_equal(flipped_label, label[:, :, ::-1])
+    plain, same_label = augment_and_window(hu, label, (100.0, 700.0), NO_AUGMENTATION, np.random.default_rng(1))
     np.testing.assert_array_equal(plain, apply_window(hu, (100.0, 700.0)))
+    np.testing.assert_array_equal(same_label, label)
     scaled_back = image[:, :, ::-1]
     assert not np.array_equal(scaled_back, plain)  # contrast was jittered
     assert np.corrcoef(scaled_back.ravel(), plain.ravel())[0, 1] > 0.99  # ... but the anatomy is where it was
+    # the label-free variant (callers that flip several arrays) draws the same jitter and says it flipped
+    same, flipped = augment_image(hu, (100.0, 700.0), Augmentation(flip_x_p=1.0, noise_hu=(0.0, 0.0)),
+                                  np.random.default_rng(1))
+    assert flipped
+    np.testing.assert_array_equal(same, image)
+
+
+def test_synthetic_defects_darken_the_lumen_only_and_other_vessels_get_brighter() -> None:
+    case = a_tube_case()
+    hu, label = case.hu.astype(np.float32), case.arteries
+    wide = Augmentation(defects=(3, 3), defect_radius_vox=(3.0, 3.0), defect_hu=(40.0, 40.0), defect_rim_p=0.0)
+    defects = implant_defects(hu, label, wide, np.random.default_rng(3))
+    assert defects.any() and not (defects & (label == 0)).any()  # inside the lumen only
+    assert np.all(hu[defects] < 400) and np.median(hu[defects]) < 150  # clot-dark, soft at the edges
+    np.testing.assert_array_equal(hu[label == 0], case.hu[label == 0])  # nothing outside the lumen changed
+
+    bright = np.where(label > 0, 400, np.where(np.arange(30) < 15, 200, 40)).astype(np.float32)
+    before = bright.copy()
+    brighten_neighbours(bright, label, 1.0, 120.0)
+    np.testing.assert_array_equal(bright[label > 0], before[label > 0])
+    outside_vessel = (label == 0) & (before == 200)
+    np.testing.assert_array_equal(bright[outside_vessel], 280.0)
+    np.testing.assert_array_equal(bright[(label == 0) & (before == 40)], 40.0)
 
 
 @pytest.mark.slow
 def test_a_tiny_network_overfits_one_phantom_and_the_folder_loads(a_phantom_cohort: Path, tmp_path: Path) -> None:
     out = tmp_path / "pelabelup-arteries"
     args = parse_args(["--cohort", str(a_phantom_cohort), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
-                       "--epochs", "4", "--patches-per-epoch", "32", "--batch-size", "1", "--patch", "32", "48", "48",
+                       "--epochs", "6", "--patches-per-epoch", "48", "--batch-size", "1", "--patch", "32", "48", "48",
                        "--artery-fraction", "1", "--augmentation", "none", "--channels", "8", "16", "32",
-                       "--norm", "batch", "--lr", "1e-2", "--val-cases", "0", "--progress", "off"])
+                       "--res-units", "0", "--norm", "batch", "--lr", "1e-2", "--window", "100", "700",
+                       "--val-cases", "0", "--threads", "1", "--progress", "off"])
     run = train(args, DistContext())
     assert run.fit.ended == "completed" and run.model_folder == out
 
     network, metadata = load_model(out)
     assert metadata["name"] == "pelabelup-arteries" and metadata["task"] == "artery"
-    assert metadata["preprocessing"] == ArteryPreprocessing().as_metadata()
-    assert metadata["training"]["epochs_done"] == 4 and metadata["training"]["samples_per_s"] > 0
+    assert metadata["preprocessing"] == ArteryPreprocessing(window_hu=(100.0, 700.0)).as_metadata()
+    assert metadata["training"]["epochs_done"] == 6 and metadata["training"]["samples_per_s"] > 0
     (case,) = list_cohort_cases(a_phantom_cohort)
     volume = read_image_file(case.ct_path)
     mask, prob = predict_artery_territory(volume, network, metadata)
@@ -155,7 +196,7 @@ def test_a_tiny_network_overfits_one_phantom_and_the_folder_loads(a_phantom_coho
 def test_training_stops_resumes_and_refuses_to_overwrite(a_phantom_cohort: Path, tmp_path: Path) -> None:
     base = ["--cohort", str(a_phantom_cohort), "--out", str(tmp_path / "model"), "--cache-dir", str(tmp_path / "c"),
             "--epochs", "2", "--patches-per-epoch", "2", "--patch", "16", "16", "16", "--channels", "4", "8",
-            "--val-cases", "0", "--progress", "off"]
+            "--val-cases", "0", "--threads", "1", "--progress", "off"]
     first = train(parse_args([*base, "--stop-after-epoch", "1"]), DistContext())
     assert first.fit.ended == "interrupted" and first.model_folder is None
     with pytest.raises(FileExistsError, match="--resume"):
@@ -213,3 +254,23 @@ def test_territory_scores_count_clot_inside_the_territory() -> None:
     assert scores["precision"] == pytest.approx(32 / 48) and scores["recall"] == pytest.approx(0.5)
     assert scores["emboli_voxels"] == 20 and scores["emboli_voxels_inside"] == 12
     assert scores["emboli_inside_fraction"] == pytest.approx([0.5, 1.0])
+
+
+BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "pelabelup-arteries"
+
+
+def test_the_bundled_model_segments_an_unseen_phantom_with_its_clots() -> None:
+    if not (BUNDLED_MODEL / "metadata.json").is_file():
+        pytest.skip("no bundled artery model in Resources/Models/pelabelup-arteries")
+    assert (BUNDLED_MODEL / "model.pt").stat().st_size < 5 * 2**20
+    network, metadata = load_model(BUNDLED_MODEL)  # checks the sha256 and rebuilds the network from the metadata
+    assert metadata["name"] == "pelabelup-arteries" and metadata["task"] == "artery"
+    dices, clot_inside, clot_voxels = [], 0, 0
+    for seed in (4242, 4243, 4244):  # phantoms no training cohort holds (their seeds are 32-bit draws)
+        case = generate_phantom(seed, size_xy=(96, 96), n_slices=64, spacing_mm=(1.5, 1.5, 1.5), n_emboli=3)
+        mask, _ = predict_artery_territory(case.ct, network, metadata)
+        dices.append(dice(mask, case.arteries))
+        clot_inside += int(mask[case.emboli > 0].sum())
+        clot_voxels += int((case.emboli > 0).sum())
+    assert np.mean(dices) > 0.8
+    assert clot_voxels > 0 and clot_inside / clot_voxels > 0.6  # clot-filled lumen stays artery territory

@@ -21,7 +21,7 @@ from PELabelUpLib.models.segmenter import (
     predict_segmentation,
     prepare_segmenter_input,
 )
-from training.artery.data import NO_AUGMENTATION, Augmentation
+from training.artery.augment import NO_AUGMENTATION, Augmentation
 from training.engine import DistContext
 from training.segmenter.data import SegmenterPatchDataset, load_working_case
 from training.segmenter.evaluate import case_scores, evaluate_cohort

@@ -36,6 +36,8 @@ from PELabelUpLib.io.image_files import read_image_file
 from PELabelUpLib.models.artery import ArteryPreprocessing
 from PELabelUpLib.preprocessing import apply_window, resample_like, resample_to_spacing
 
+from .augment import LIGHT_AUGMENTATION, Augmentation, augment_and_window
+
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
@@ -183,27 +185,6 @@ def load_working_cases(cases: Sequence[CohortCase], prep: ArteryPreprocessing, c
     return loaded
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """Light training augmentation, applied to a patch before windowing.
-
-    Attributes:
-        flip_x_p: probability of mirroring the patch along x (the patient's left/right); no y or z flips,
-            which would put the heart above the lungs or the spine in front.
-        hu_scale: range of a factor on HU (contrast strength), e.g. (0.9, 1.1).
-        hu_shift: range of an offset added to HU.
-        noise_hu: range of the standard deviation of added Gaussian noise, HU.
-    """
-
-    flip_x_p: float = 0.5
-    hu_scale: tuple[float, float] = (0.9, 1.1)
-    hu_shift: tuple[float, float] = (-30.0, 30.0)
-    noise_hu: tuple[float, float] = (0.0, 12.0)
-
-
-NO_AUGMENTATION = Augmentation(flip_x_p=0.0, hu_scale=(1.0, 1.0), hu_shift=(0.0, 0.0), noise_hu=(0.0, 0.0))
-
-
 def crop_patch(array: np.ndarray, start_zyx: Sequence[int], size_zyx: Sequence[int], fill: float) -> np.ndarray:
     """``array[start : start + size]`` (Z, Y, X), padded with ``fill`` where the box leaves the array."""
     out = np.full(tuple(size_zyx), fill, dtype=array.dtype)
@@ -238,22 +219,6 @@ def sample_patch(case: WorkingCase, patch_zyx: Sequence[int], rng: np.random.Gen
     return crop_patch(case.hu, start, size, AIR_HU), crop_patch(case.arteries, start, size, 0)
 
 
-def augment_and_window(hu: np.ndarray, window_hu: Sequence[float], augmentation: Augmentation,
-                       rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-    """HU patch -> augmented, windowed ``float32`` image in [0, 1]; returns it and whether it was x-flipped."""
-    work = hu.astype(np.float32)
-    scale = rng.uniform(*augmentation.hu_scale)
-    shift = rng.uniform(*augmentation.hu_shift)
-    work = work * np.float32(scale) + np.float32(shift)
-    sigma = rng.uniform(*augmentation.noise_hu)
-    if sigma > 0:
-        work += rng.normal(0.0, sigma, size=work.shape).astype(np.float32)
-    flip = bool(rng.random() < augmentation.flip_x_p)
-    if flip:
-        work = work[:, :, ::-1]
-    return np.ascontiguousarray(apply_window(work, tuple(window_hu))), flip
-
-
 class ArteryPatchDataset(Dataset):
     """Random training patches: ``len`` = patches per epoch; item ``i`` comes from case ``i % n_cases``.
 
@@ -265,7 +230,7 @@ class ArteryPatchDataset(Dataset):
 
     def __init__(self, cases: Sequence[WorkingCase], prep: ArteryPreprocessing, *, patches_per_epoch: int,
                  patch_zyx: Sequence[int] = (64, 64, 64), artery_fraction: float = 0.5,
-                 augmentation: Augmentation = Augmentation()) -> None:
+                 augmentation: Augmentation = LIGHT_AUGMENTATION) -> None:
         if not cases:
             raise ValueError("no training case")
         if patches_per_epoch < 1:
@@ -289,11 +254,8 @@ class ArteryPatchDataset(Dataset):
         rng = np.random.default_rng([seed, int(index)])
         case = self.cases[int(index) % len(self.cases)]
         hu, label = sample_patch(case, self.patch_zyx, rng, on_artery=bool(rng.random() < self.artery_fraction))
-        image, flipped = augment_and_window(hu, self.prep.window_hu, self.augmentation, rng)
-        if flipped:
-            label = label[:, :, ::-1]
-        return {"image": torch.from_numpy(image)[None],
-                "label": torch.from_numpy(np.ascontiguousarray(label, dtype=np.float32))[None]}
+        image, label = augment_and_window(hu, label, self.prep.window_hu, self.augmentation, rng)
+        return {"image": torch.from_numpy(image)[None], "label": torch.from_numpy(label.astype(np.float32))[None]}
 
 
 def fixed_patches(cases: Sequence[WorkingCase], prep: ArteryPreprocessing, *, patches_per_case: int,

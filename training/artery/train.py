@@ -3,18 +3,20 @@
 Fully supervised on the cohort's artery masks (anatomy labels: lumen *including* clot); emboli masks are never
 read. Follows :mod:`training.toy_trainer` and runs in one process or under torchrun::
 
-    python -m training.artery.train --cohort cohort-train --out models/pelabelup-arteries --epochs 30
-    python -m training.artery.train --cohort cohort-train --out models/pelabelup-arteries --epochs 30 --resume
+    python -m training.artery.train --cohort cohort-train --out models/pelabelup-arteries --threads 2
+    python -m training.artery.train --cohort cohort-train --out models/pelabelup-arteries --threads 2 --resume
 
 writes the model folder ``--out`` (:func:`~PELabelUpLib.models.folder.save_model_folder`) when the schedule
 completes, and ``train_steps.csv``, ``epochs.csv`` and ``checkpoints/`` into ``--run-dir`` (default: beside
-``--out``, named ``<out>.run``). Working-grid arrays are cached in ``--cache-dir`` (default: ``<cohort>/.cache``).
-The last ``--val-cases`` cases of the cohort are held out for a per-epoch patch Dice.
+``--out``, named ``<out>.run``). Working-grid arrays are cached in ``--cache-dir`` (default: ``.cache`` in the
+first cohort). ``--cohort`` may be repeated; the last ``--val-cases`` cases (of the last cohort) are held out
+for a per-epoch patch Dice.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -28,7 +30,7 @@ from torch import Tensor, nn
 
 from PELabelUpLib.errors import InputError
 from PELabelUpLib.models.artery import ArteryPreprocessing
-from PELabelUpLib.models.folder import save_model_folder
+from PELabelUpLib.models.folder import load_model, save_model_folder
 from PELabelUpLib.models.networks import build_network
 from training.engine import (
     BEST_CHECKPOINT,
@@ -54,21 +56,18 @@ from training.engine import (
     wrap_ddp,
 )
 
-from .data import (
-    NO_AUGMENTATION,
-    ArteryPatchDataset,
-    Augmentation,
-    fixed_patches,
-    list_cohort_cases,
-    load_working_cases,
-)
+from .augment import AUGMENTATIONS
+from .data import ArteryPatchDataset, fixed_patches, list_cohort_cases, load_working_cases
 
 log = logging.getLogger("training.artery.train")
 
 MODEL_NAME = "pelabelup-arteries"
+#: HU window of the input. The core's default PE window (100, 700) clips everything below -250 HU to 0, and
+#: 10-30 % of the phantoms' artery voxels (half-covered distal branches in the lung) lie below -250 HU.
+WINDOW_HU = (-50.0, 1500.0)
 #: settings whose change makes a resumed run differ from an uninterrupted one
-RUN_DEFINING = ("seed", "epochs", "batch_size", "patch", "patches_per_epoch", "lr", "channels", "norm",
-                "res_units", "val_cases", "world_size")
+RUN_DEFINING = ("seed", "epochs", "batch_size", "patch", "patches_per_epoch", "artery_fraction", "augmentation",
+                "lr", "channels", "norm", "res_units", "window", "val_cases", "world_size")
 
 
 def network_spec(channels: Sequence[int], res_units: int, norm: str) -> dict[str, Any]:
@@ -113,23 +112,31 @@ def patch_dice_means(model: nn.Module, patches: Sequence, ctx: DistContext, thre
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.artery.train", description=__doc__.split("\n")[0])
-    p.add_argument("--cohort", type=Path, required=True, help="NIfTI-layout cohort (pelabelup synth --out ...)")
+    p.add_argument("--cohort", type=Path, required=True, action="append",
+                   help="NIfTI-layout cohort (pelabelup synth --out ...); repeat to train on several")
     p.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist)")
     p.add_argument("--run-dir", type=Path, help="logs and checkpoints (default: <out>.run beside --out)")
-    p.add_argument("--cache-dir", type=Path, help="working-grid cache (default: <cohort>/.cache)")
+    p.add_argument("--cache-dir", type=Path, help="working-grid cache (default: .cache in the first --cohort)")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoints/last.pt")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--patches-per-epoch", type=int, default=128, help="training patches drawn per epoch")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--patches-per-epoch", type=int, default=240, help="training patches drawn per epoch")
     p.add_argument("--batch-size", type=int, default=2, help="per process")
     p.add_argument("--patch", type=int, nargs=3, default=(64, 64, 64), metavar=("Z", "Y", "X"))
-    p.add_argument("--artery-fraction", type=float, default=0.5, help="share of patches centred on artery")
-    p.add_argument("--augmentation", choices=("light", "none"), default="light",
-                   help="light: x flips, HU scale/shift and noise (see data.Augmentation); none: off")
+    p.add_argument("--artery-fraction", type=float, default=0.6, help="share of patches centred on artery")
+    p.add_argument("--augmentation", choices=tuple(AUGMENTATIONS), default="anatomy",
+                   help="light: x flips, HU scale/shift, noise; anatomy: light plus synthetic filling defects in "
+                        "the lumen and brighter non-arterial vessels (see training.artery.augment); none: off")
+    p.add_argument("--init-weights", type=Path,
+                   help="start from this model folder's weights (fine-tuning; not with --resume)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine to 2%%)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--channels", type=int, nargs="+", default=(16, 32, 64, 128))
     p.add_argument("--res-units", type=int, default=1)
-    p.add_argument("--norm", choices=("instance", "batch"), default="instance")
+    p.add_argument("--norm", choices=("batch", "instance"), default="batch",
+                   help="batch (the shipped model; per-rank statistics under DDP) or instance")
+    p.add_argument("--window", type=float, nargs=2, default=WINDOW_HU, metavar=("LEVEL", "WIDTH"),
+                   help="HU window of the network input (default: level -50, width 1500, i.e. -800..700 HU, so "
+                        "that partial-volume lung arteries stay visible)")
     p.add_argument("--val-cases", type=int, default=3, help="cohort cases held out for the per-epoch Dice")
     p.add_argument("--val-patches", type=int, default=6, help="fixed validation patches per held-out case")
     p.add_argument("--select", choices=("last", "best"), default="last",
@@ -145,9 +152,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="lines")
     args = p.parse_args(argv)
     args.run_dir = args.run_dir or args.out.with_name(args.out.name + ".run")
-    args.cache_dir = args.cache_dir or args.cohort / ".cache"
+    args.cache_dir = args.cache_dir or args.cohort[0] / ".cache"
     args.patch = tuple(args.patch)
     args.channels = tuple(args.channels)
+    args.window = tuple(args.window)
     return args
 
 
@@ -166,8 +174,13 @@ def _run_config(args: argparse.Namespace, ctx: DistContext) -> dict[str, Any]:
     return config | {"world_size": ctx.world_size, "global_batch_size": args.batch_size * ctx.world_size}
 
 
-def _augmentation(args: argparse.Namespace) -> Augmentation:
-    return NO_AUGMENTATION if args.augmentation == "none" else Augmentation()
+def _load_init_weights(folder: Path, model: nn.Module, spec: dict[str, Any]) -> dict[str, str]:
+    """Copy a model folder's (sha256-checked) weights into ``model``; returns what was loaded, for the metadata."""
+    source, metadata = load_model(folder)
+    if json.dumps(metadata["network"], sort_keys=True) != json.dumps(spec, sort_keys=True):
+        raise ValueError(f"--init-weights {folder}: its network {metadata['network']} differs from this run's {spec}")
+    model.load_state_dict(source.state_dict())
+    return {"name": metadata["name"], "version": metadata["version"], "sha256": metadata["sha256"]}
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -182,7 +195,7 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 def _metadata(args: argparse.Namespace, ctx: DistContext, spec: dict[str, Any], prep: ArteryPreprocessing,
               result: FitResult, train_ids: list[str], val_ids: list[str], seconds: float,
-              precision: str) -> dict[str, Any]:
+              precision: str, init: dict[str, str] | None) -> dict[str, Any]:
     """The model folder's metadata (the core's contract: name, version, task, network, preprocessing, ...)."""
     history = result.history
     last = history[-1] if history else {}
@@ -195,21 +208,24 @@ def _metadata(args: argparse.Namespace, ctx: DistContext, spec: dict[str, Any], 
         "outputs": "(N, 1, Z, Y, X) logits of the pulmonary arterial territory (lumen including contrast or clot); "
                    "sigmoid >= preprocessing.threshold is territory, put back on the input grid",
         "training": {
-            "cohort": {"name": args.cohort.name, "description": args.cohort_description,
+            "cohort": {"names": [c.name for c in args.cohort], "description": args.cohort_description,
                        "train_cases": len(train_ids), "val_cases": val_ids, "labels": "arteries.nii.gz"},
-            "seed": args.seed, "epochs": args.epochs, "epochs_done": result.state.epoch, "steps": result.state.step,
+            "init_weights": init, "seed": args.seed, "epochs": args.epochs, "epochs_done": result.state.epoch,
+            "steps": result.state.step,
             "patches_per_epoch": args.patches_per_epoch, "batch_size": args.batch_size,
             "world_size": ctx.world_size, "patch_zyx": list(args.patch), "artery_fraction": args.artery_fraction,
             "optimizer": f"AdamW lr {args.lr} wd {args.weight_decay}, cosine per step to 2%",
-            "loss": "soft Dice (batch) + binary cross-entropy", "augmentation": asdict(_augmentation(args)),
+            "loss": "soft Dice (batch) + binary cross-entropy",
+            "augmentation": {"name": args.augmentation} | asdict(AUGMENTATIONS[args.augmentation]),
             "precision": precision, "device": ctx.device.type, "selected": args.select,
             "samples_per_s": round(sum(rates) / len(rates), 3) if rates else None,
             "wall_s": round(seconds, 1),
         },
         "metrics": {"val_patch_dice": last.get("val_dice"), "val_patch_loss": last.get("val_loss"),
                     "best_val_patch_dice": result.state.best_metric},
-        "changelog": [f"{args.version}: ArteryUNet trained on {len(train_ids)} synthetic phantoms "
-                      f"({args.epochs} epochs of {args.patches_per_epoch} patches)"],
+        "changelog": [f"{args.version}: ArteryUNet trained on {len(train_ids)} synthetic phantoms ({args.epochs} "
+                      f"epochs of {args.patches_per_epoch} patches, {args.augmentation} augmentation"
+                      + (f", from {init['name']} {init['version']})" if init else ")")],
     }
 
 
@@ -223,9 +239,9 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
     seed_everything(args.seed, ctx.rank)
     configure_determinism(ctx.device)
     precision = make_precision(ctx.device, args.precision)
-    prep = ArteryPreprocessing()
+    prep = ArteryPreprocessing(window_hu=tuple(args.window))
 
-    cases = list_cohort_cases(args.cohort)
+    cases = [case for cohort in args.cohort for case in list_cohort_cases(cohort)]
     if args.val_cases < 0 or args.val_cases >= len(cases):
         raise ValueError(f"--val-cases must lie in [0, {len(cases) - 1}] for {len(cases)} cases, got {args.val_cases}")
     split = len(cases) - args.val_cases
@@ -237,14 +253,16 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
     log.info("%d training cases, %d validation cases on the %s mm grid", len(train_cases), len(val_cases),
              prep.spacing_mm)
     dataset = ArteryPatchDataset(train_cases, prep, patches_per_epoch=args.patches_per_epoch, patch_zyx=args.patch,
-                                 artery_fraction=args.artery_fraction, augmentation=_augmentation(args))
+                                 artery_fraction=args.artery_fraction, augmentation=AUGMENTATIONS[args.augmentation])
     loader = make_loader(dataset, args.batch_size, shuffle=True, seed=args.seed, ctx=ctx,
                          num_workers=args.num_workers)
     val_patches = fixed_patches(val_cases, prep, patches_per_case=args.val_patches, patch_zyx=args.patch,
                                 seed=args.seed + 1)
 
     spec = network_spec(args.channels, args.res_units, args.norm)
-    model = build_network(spec).to(ctx.device)
+    model = build_network(spec)
+    init = _load_init_weights(args.init_weights, model, spec) if args.init_weights else None
+    model = model.to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * len(loader),
                                                            eta_min=0.02 * args.lr)
@@ -277,7 +295,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
         if args.select == "best" and best.is_file():
             network.load_state_dict(load_checkpoint(best)["model"])
         metadata = _metadata(args, ctx, spec, prep, result, [c.case_id for c in train_cases],
-                             [c.case_id for c in val_cases], time.perf_counter() - started, precision.name)
+                             [c.case_id for c in val_cases], time.perf_counter() - started, precision.name, init)
         folder = save_model_folder(args.out, network, metadata).path
     barrier()
     return ArteryRun(fit=result, model_folder=folder, seconds=time.perf_counter() - started)

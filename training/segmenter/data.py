@@ -33,7 +33,8 @@ from PELabelUpLib.geometry import Geometry
 from PELabelUpLib.io import load_ct, read_label_file
 from PELabelUpLib.models.segmenter import SegmenterPreprocessing, prepare_segmenter_input, segmenter_channels
 from PELabelUpLib.preprocessing import resample_like
-from training.artery.data import AIR_HU, Augmentation, augment_and_window, crop_patch
+from training.artery.augment import Augmentation, augment_image
+from training.artery.data import AIR_HU, crop_patch
 
 from .sources import SegmenterCase
 
@@ -218,7 +219,7 @@ class SegmenterPatchDataset(Dataset):
         case = self.cases[int(index) % len(self.cases)]
         hu, territory, label = sample_patch(case, self.patch_zyx, rng,
                                             on_label=bool(rng.random() < self.label_fraction))
-        window, flipped = augment_and_window(hu, self.prep.window_hu, self.augmentation, rng)
+        window, flipped = augment_image(hu, self.prep.window_hu, self.augmentation, rng)
         if flipped:
             territory, label = territory[:, :, ::-1], label[:, :, ::-1]
         image = np.stack([window, territory.astype(np.float32)])

@@ -36,7 +36,7 @@ from PELabelUpLib.errors import InputError
 from PELabelUpLib.models.folder import save_model_folder
 from PELabelUpLib.models.networks import build_network
 from PELabelUpLib.models.segmenter import SegmenterPreprocessing
-from training.artery.data import NO_AUGMENTATION, Augmentation
+from training.artery.augment import NO_AUGMENTATION, Augmentation
 from training.artery.train import ArteryLoss
 from training.engine import (
     BEST_CHECKPOINT,
