@@ -4,7 +4,7 @@ Usage: ``python benchmarks/bench_artery.py [--model Resources/Models/pelabelup-a
 [--size 512 512 300] [--spacing 0.7 0.7 1.0] [--device cpu]``.
 
 Runs the steps of :func:`PELabelUpLib.models.artery.predict_artery_territory` one by one on a synthetic volume
-(smooth random HU; the timing does not depend on the content) and prints the time of each step and the peak
+(a phantom with body, table and the air around them) and prints the time of each step and the peak
 memory: the process's peak resident memory above what it held before inference (CPU), or torch's peak
 allocation (CUDA). Without ``--model`` (or when the folder is missing) an untrained ``ArteryUNet`` of the
 default spec is timed.
@@ -13,26 +13,28 @@ default spec is timed.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from scipy import ndimage
 
-from PELabelUpLib.geometry import Geometry
+from PELabelUpLib.io import load_ct
 from PELabelUpLib.models.artery import (
     ArteryPreprocessing,
     artery_input,
     artery_probability,
-    keep_main_components,
+    territory_from_probability,
 )
 from PELabelUpLib.models.folder import load_model
 from PELabelUpLib.models.networks import build_network
-from PELabelUpLib.preprocessing import resample_like
 from PELabelUpLib.volume import CTVolume
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_analyze import make_study  # one phantom maker for the benchmarks
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "pelabelup-arteries"
 
@@ -43,14 +45,21 @@ def peak_rss_mib() -> float:
     return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
 
 
-def synthetic_volume(size_xyz: tuple[int, int, int], spacing_mm: tuple[float, float, float]) -> CTVolume:
-    """Smooth random HU (-1000..600) on an axial grid, int16 ``(Z, Y, X)``."""
-    rng = np.random.default_rng(0)
-    coarse = rng.uniform(-1000, 600, size=(size_xyz[2] // 8 + 1, size_xyz[1] // 8 + 1, size_xyz[0] // 8 + 1))
-    zoom = [n / c for n, c in zip(size_xyz[::-1], coarse.shape, strict=True)]
-    hu = ndimage.zoom(coarse.astype(np.float32), zoom, order=1)[: size_xyz[2], : size_xyz[1], : size_xyz[0]]
-    geometry = Geometry(size=size_xyz, spacing_mm=spacing_mm, origin_mm=(-180.0, -180.0, -150.0))
-    return CTVolume(hu=hu.astype(np.int16), geometry=geometry, source="benchmark volume")
+def synthetic_volume(size_xyz: tuple[int, int, int], spacing_mm: tuple[float, float, float],
+                     seed: int = 0) -> CTVolume:
+    """A synthetic CTPA phantom (body, table and air around it, as a real study has: the body crop matters).
+
+    Made in a child process and read back, so this process's memory high-water mark is inference's alone.
+    """
+    with tempfile.TemporaryDirectory(prefix="pelabelup-bench-") as tmp:
+        path = Path(tmp) / "study.nii.gz"
+        maker = multiprocessing.get_context("spawn").Process(target=make_study,
+                                                             args=(path, seed, size_xyz, spacing_mm))
+        maker.start()
+        maker.join()
+        if maker.exitcode != 0:
+            raise SystemExit(f"making the phantom failed (exit {maker.exitcode})")
+        return load_ct(path)
 
 
 def main() -> None:
@@ -91,11 +100,8 @@ def main() -> None:
     prob_work = artery_probability(image, network, prep, device=device, sw_batch_size=args.sw_batch_size)
     times["sliding window"] = time.perf_counter() - t
     t = time.perf_counter()
-    prob = resample_like(prob_work, work_geometry, volume.geometry, "linear", default_value=0.0)
-    times["back to input grid"] = time.perf_counter() - t
-    t = time.perf_counter()
-    mask = keep_main_components(prob >= prep.threshold, prep.min_component_fraction).astype(np.uint8)
-    times["threshold + components"] = time.perf_counter() - t
+    mask, _ = territory_from_probability(prob_work, work_geometry, volume.geometry, prep)
+    times["components + back to input grid"] = time.perf_counter() - t
     rss_after = peak_rss_mib()
 
     print(f"working grid {work_geometry.size} voxels; territory {int(mask.sum())} voxels")

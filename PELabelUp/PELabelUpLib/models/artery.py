@@ -15,8 +15,9 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from ..errors import InputError
 from ..geometry import Geometry
-from ..preprocessing import apply_window, resample_like, resample_to_spacing
+from ..preprocessing import apply_window, crop_volume, find_chest_box, resample_like, resample_to_spacing
 from ..volume import CTVolume
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class ArteryPreprocessing:
         min_component_fraction: the pulmonary arterial tree is one connected structure; 26-connected
             components smaller than this fraction of the largest are dropped (bright veins, the scanner table).
             0 keeps everything.
+        crop_to_body: infer only inside the body's bounding box (see :func:`artery_input`).
     """
 
     spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
@@ -41,6 +43,7 @@ class ArteryPreprocessing:
     roi_size: tuple[int, int, int] = (96, 96, 96)
     threshold: float = 0.5
     min_component_fraction: float = 0.1
+    crop_to_body: bool = True
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> ArteryPreprocessing:
@@ -49,17 +52,29 @@ class ArteryPreprocessing:
                    window_hu=tuple(p.get("window_hu", cls.window_hu)),
                    roi_size=tuple(p.get("roi_size", cls.roi_size)),
                    threshold=float(p.get("threshold", cls.threshold)),
-                   min_component_fraction=float(p.get("min_component_fraction", cls.min_component_fraction)))
+                   min_component_fraction=float(p.get("min_component_fraction", cls.min_component_fraction)),
+                   crop_to_body=bool(p.get("crop_to_body", cls.crop_to_body)))
 
     def as_metadata(self) -> dict[str, Any]:
         return {"spacing_mm": list(self.spacing_mm), "window_hu": list(self.window_hu),
                 "roi_size": list(self.roi_size), "threshold": self.threshold,
-                "min_component_fraction": self.min_component_fraction}
+                "min_component_fraction": self.min_component_fraction, "crop_to_body": self.crop_to_body}
 
 
 def artery_input(volume: CTVolume, prep: ArteryPreprocessing) -> tuple[np.ndarray, Geometry]:
-    """The network input: ``float32 (Z, Y, X)`` in [0, 1] on the working grid, and that grid."""
-    work = resample_to_spacing(volume, prep.spacing_mm, interpolator="linear")
+    """The network input: ``float32 (Z, Y, X)`` in [0, 1] on the working grid, and that grid.
+
+    With ``prep.crop_to_body`` the working grid covers only the body's box (:func:`find_chest_box`, 10 mm
+    margin): the air around the patient and the scanner table's far side are never resampled or inferred
+    (on a 512 x 512 field of view about a third of the grid). A volume without a body keeps its whole grid.
+    """
+    source = volume
+    if prep.crop_to_body:
+        try:
+            source = crop_volume(volume, find_chest_box(volume))
+        except InputError:
+            log.debug("%s: no body found, the artery model sees the whole grid", volume.source or "volume")
+    work = resample_to_spacing(source, prep.spacing_mm, interpolator="linear")
     return apply_window(work.hu, prep.window_hu).astype(np.float32, copy=False), work.geometry
 
 
@@ -92,6 +107,21 @@ def keep_main_components(mask: np.ndarray, min_fraction: float) -> np.ndarray:
     return keep[labels]
 
 
+def territory_from_probability(prob_work: np.ndarray, work_geometry: Geometry, geometry: Geometry,
+                               prep: ArteryPreprocessing) -> tuple[np.ndarray, np.ndarray]:
+    """Working-grid probability -> ``(mask, probability)`` on ``geometry``.
+
+    The main components are chosen on the working grid (a tenth of the voxels of a thin-slice CT, so
+    labelling is cheap); the dropped components' probability is zeroed there, the map resampled linearly to
+    ``geometry`` (outside the working grid: 0) and thresholded.
+    """
+    keep = keep_main_components(prob_work >= prep.threshold, prep.min_component_fraction)
+    cleaned = np.where(keep | (prob_work < prep.threshold), prob_work, 0.0).astype(np.float32, copy=False)
+    prob = resample_like(cleaned, work_geometry, geometry, "linear", default_value=0.0)
+    prob = np.clip(prob, 0.0, 1.0).astype(np.float32, copy=False)
+    return (prob >= prep.threshold).astype(np.uint8), prob
+
+
 def predict_artery_territory(volume: CTVolume, network: nn.Module, metadata: dict[str, Any], *,
                              device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Artery territory of ``volume`` on its own grid.
@@ -103,8 +133,8 @@ def predict_artery_territory(volume: CTVolume, network: nn.Module, metadata: dic
     prep = ArteryPreprocessing.from_metadata(metadata)
     image, work_geometry = artery_input(volume, prep)
     prob_work = artery_probability(image, network, prep, device=device)
-    prob = resample_like(prob_work, work_geometry, volume.geometry, "linear", default_value=0.0)
-    mask = keep_main_components(prob >= prep.threshold, prep.min_component_fraction).astype(np.uint8)
+    del image
+    mask, prob = territory_from_probability(prob_work, work_geometry, volume.geometry, prep)
     log.info("artery territory: %d voxels (%.1f ml)", int(mask.sum()),
              mask.sum() * float(np.prod(volume.geometry.spacing_mm)) / 1000.0)
-    return mask, prob.astype(np.float32, copy=False)
+    return mask, prob
