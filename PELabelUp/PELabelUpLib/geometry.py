@@ -14,6 +14,11 @@ import SimpleITK as sitk
 
 Vec3 = tuple[float, float, float]
 
+# Tolerance for "the same grid" in :func:`grid_differences` (mm, and unit-less for the direction): an image read
+# back from NIfTI carries float32 geometry (about 6e-5 mm at 1 m from the origin), which must still count as the same.
+GRID_TOLERANCE_MM = 1e-3
+GRID_TOLERANCE_DIRECTION = 1e-5
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -94,3 +99,25 @@ class Geometry:
             and np.allclose(self.origin_mm, other.origin_mm, atol=tol)
             and np.allclose(self.direction, other.direction, atol=tol)
         )
+
+
+def grid_differences(geometry: Geometry, reference: Geometry) -> list[str]:
+    """What differs between two grids, as ``"<what> <this> vs <reference>"`` texts (empty: the same grid).
+
+    Sizes and spacings are in index order ``(x, y, z)``, the origin in LPS mm. Spacing and origin may differ by
+    :data:`GRID_TOLERANCE_MM`, each direction cosine by :data:`GRID_TOLERANCE_DIRECTION`.
+    """
+
+    def shown(values: tuple[float, ...]) -> str:
+        return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"
+
+    out = []
+    if tuple(geometry.size) != tuple(reference.size):
+        out.append(f"size (x, y, z) {tuple(geometry.size)} vs {tuple(reference.size)}")
+    if not np.allclose(geometry.spacing_mm, reference.spacing_mm, rtol=0, atol=GRID_TOLERANCE_MM):
+        out.append(f"spacing (x, y, z) {shown(geometry.spacing_mm)} vs {shown(reference.spacing_mm)} mm")
+    if not np.allclose(geometry.origin_mm, reference.origin_mm, rtol=0, atol=GRID_TOLERANCE_MM):
+        out.append(f"origin (LPS) {shown(geometry.origin_mm)} vs {shown(reference.origin_mm)} mm")
+    if not np.allclose(geometry.direction, reference.direction, rtol=0, atol=GRID_TOLERANCE_DIRECTION):
+        out.append(f"direction {shown(geometry.direction)} vs {shown(reference.direction)}")
+    return out

@@ -15,7 +15,7 @@ from datastore_helpers import ct_volume, signed_mask
 
 from PELabelUpLib.datastore import Datastore, image_hash
 from PELabelUpLib.errors import InputError
-from PELabelUpLib.geometry import Geometry
+from PELabelUpLib.geometry import Geometry, grid_differences
 from PELabelUpLib.io import (
     NIFTI_TOLERANCE_DIRECTION,
     NIFTI_TOLERANCE_MM,
@@ -175,6 +175,18 @@ def test_a_mask_off_the_image_grid_is_refused(a_datastore, a_volume, tmp_path, c
     assert "\n" not in message and "case-x" in message
     assert ("corrected.nrrd" in message) == as_file
     assert index_rows(a_datastore) == [] and not (a_datastore.root / "cases").exists()
+
+
+def test_grid_differences_name_what_differs_with_both_values(a_volume):
+    """The check behind the refusals above (and the evaluation's): float32 rounding passes, 1 mm does not."""
+    g = a_volume.geometry
+    assert grid_differences(off_grid(g, origin_mm=tuple(np.float32(g.origin_mm).tolist())), g) == []
+    assert grid_differences(off_grid(g, origin_mm=(-171.3, 25.7, -411.15)), g) == [
+        "origin (LPS) (-171.3, 25.7, -411.15) vs (-171.3, 25.7, -412.15) mm"]
+    assert grid_differences(off_grid(g, size=(24, 20, 13), spacing_mm=(0.68, 0.81, 3.0)), g) == [
+        "size (x, y, z) (24, 20, 13) vs (24, 20, 12)", "spacing (x, y, z) (0.68, 0.81, 3) vs (0.68, 0.81, 2.5) mm"]
+    assert grid_differences(off_grid(g, direction=GRID_CHANGES["direction"][0]["direction"]), g)[0].startswith(
+        "direction (1, 0, 0, 0, 1, 0, 0, 0, 1) vs (")
 
 
 def test_an_original_mask_off_the_grid_is_refused_by_kind(a_datastore, a_volume, a_final_mask):

@@ -27,7 +27,7 @@ from PELabelUpLib.mrml import (
 )
 from PELabelUpLib.mrml.grid import LPS_TO_RAS, geometry_of, ijk_to_ras, volume_array
 from PELabelUpLib.mrml.hierarchy import LEVEL_STUDY
-from PELabelUpLib.mrml.terminology import parse_terminology
+from PELabelUpLib.terminology import parse_terminology
 
 slicer = pytest.importorskip("slicer")
 

@@ -30,12 +30,13 @@ def cmake_list(text: str, name: str) -> list[str]:
 
 
 def package_scripts() -> list[str]:
+    """Every .py file of the core package (``PELabelUpLib``) and of the module's Qt helpers (``PELabelUpQt``)."""
     package = REPO_ROOT / "PELabelUp"
-    return sorted(p.relative_to(package).as_posix() for p in (package / "PELabelUpLib").rglob("*.py")
-                  if "__pycache__" not in p.parts)
+    return sorted(p.relative_to(package).as_posix() for name in ("PELabelUpLib", "PELabelUpQt")
+                  for p in (package / name).rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def test_the_scripts_list_is_the_module_and_every_file_of_the_core_package():
+def test_the_scripts_list_is_the_module_and_every_file_of_its_packages():
     listed = cmake_list(MODULE_CMAKE.read_text(), "MODULE_PYTHON_SCRIPTS")
     assert listed[0] == "PELabelUp.py"
     assert len(listed) == len(set(listed)), "a script is listed twice"

@@ -1,6 +1,7 @@
-"""The module file and its Qt Designer file agree, read without Slicer: ``PELabelUp.py`` compiles, every
-``SlicerParameterName`` is a parameter-node field on a widget that Slicer can bind to its type, every widget the
-code names exists, user-visible strings go through ``_()``, and the GUI process imports no torch."""
+"""The module file, its Qt helpers (``PELabelUpQt``) and its Qt Designer file agree, read without Slicer: they
+compile, every ``SlicerParameterName`` is a parameter-node field on a widget that Slicer can bind to its type, every
+widget the code names exists, every name imported from the helpers is defined there, user-visible strings go
+through ``_()``, and the GUI process imports no torch."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from functools import cache
+from pathlib import Path
 
-from slicer_module_helpers import MODULE_FILE, REPO_ROOT, UI_FILE
+import pytest
+from slicer_module_helpers import GUI_FILES, MODULE_FILE, QT_PACKAGE, REPO_ROOT, UI_FILE
 
 from PELabelUpLib.slicer_process import PACKAGE_ROOT
 
@@ -32,8 +35,16 @@ CONNECTORS: dict[str, set[str]] = {
 
 
 @cache
+def tree_of(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
 def module_tree() -> ast.Module:
-    return ast.parse(MODULE_FILE.read_text(), filename=str(MODULE_FILE))
+    return tree_of(MODULE_FILE)
+
+
+def short_name(path: Path) -> str:
+    return path.relative_to(MODULE_FILE.parent).as_posix()
 
 
 @cache
@@ -57,9 +68,9 @@ def class_named(name: str) -> ast.ClassDef:
 
 
 def enum_names() -> set[str]:
-    """Enum classes of the module, and names bound to calls of them (the functional enum API)."""
+    """Enum classes of the module and its helpers, and names bound to calls of them (the functional enum API)."""
     names: set[str] = set()
-    for node in module_tree().body:
+    for node in (n for path in GUI_FILES for n in tree_of(path).body):
         if isinstance(node, ast.ClassDef) and any(ast.unparse(b) in {"enum.Enum", *names} for b in node.bases):
             names.add(node.name)
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
@@ -87,8 +98,37 @@ def parameter_fields() -> dict[str, str]:
     return fields
 
 
-def test_the_module_file_compiles(tmp_path):
-    py_compile.compile(str(MODULE_FILE), cfile=str(tmp_path / "PELabelUp.pyc"), doraise=True)
+@pytest.mark.parametrize("path", GUI_FILES, ids=short_name)
+def test_the_module_file_and_its_helpers_compile(path, tmp_path):
+    py_compile.compile(str(path), cfile=str(tmp_path / "compiled.pyc"), doraise=True)
+
+
+def test_the_module_imports_its_helpers_by_names_they_define():
+    """Each ``from PELabelUpQt.x import a`` (or ``from .x import a`` inside the package) names a top-level
+    definition of ``PELabelUpQt/x.py``: without Slicer nothing imports these files, so the names are checked here."""
+    assert len(GUI_FILES) > 2 and (QT_PACKAGE / "__init__.py") in GUI_FILES
+    imported = 0
+    for path in GUI_FILES:
+        for node in ast.walk(tree_of(path)):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level == 1 and path.parent == QT_PACKAGE:
+                module = node.module
+            elif node.level == 0 and (node.module or "").startswith("PELabelUpQt."):
+                module = node.module.removeprefix("PELabelUpQt.")
+            else:
+                continue
+            defined = set()
+            for top in tree_of(QT_PACKAGE / f"{module}.py").body:
+                if isinstance(top, ast.FunctionDef | ast.ClassDef):
+                    defined.add(top.name)
+                elif isinstance(top, ast.Assign | ast.AnnAssign):
+                    targets = top.targets if isinstance(top, ast.Assign) else [top.target]
+                    defined.update(t.id for t in targets if isinstance(t, ast.Name))
+            missing = {a.name for a in node.names} - defined
+            assert not missing, f"{short_name(path)} imports {sorted(missing)} from PELabelUpQt/{module}.py"
+            imported += 1
+    assert imported, "the module imports its helpers"
 
 
 def test_the_module_keeps_the_template_order():
@@ -122,11 +162,17 @@ def test_the_input_selector_offers_scalar_volumes():
     assert parameter_fields()["inputVolume"] == "node"
 
 
-def test_every_widget_the_code_names_exists_in_the_ui():
-    named = set(re.findall(r"\bui\.(\w+)", MODULE_FILE.read_text()))
-    assert named, "the module names its widgets through self.ui"
+@pytest.mark.parametrize("path", GUI_FILES, ids=short_name)
+def test_every_widget_the_code_names_exists_in_the_ui(path):
+    """The module and its helpers reach widgets as ``ui.<name>`` (``self.ui`` or the ``ui`` handed to a helper)."""
+    named = set(re.findall(r"\bui\.(\w+)", path.read_text()))
     missing = named - set(ui_widgets())
-    assert not missing, f"not in {UI_FILE.name}: {sorted(missing)}"
+    assert not missing, f"{short_name(path)}: not in {UI_FILE.name}: {sorted(missing)}"
+
+
+def test_the_module_and_its_helpers_name_widgets_through_ui():
+    named = {path.name for path in GUI_FILES if re.search(r"\bui\.\w+", path.read_text())}
+    assert {"PELabelUp.py", "review_panel.py", "choices.py"} <= named
 
 
 def test_custom_widgets_are_declared_and_mrml_widgets_get_the_scene():
@@ -151,12 +197,20 @@ def _literal_words(node: ast.AST) -> bool:
     return False
 
 
+#: helpers of the Logic: like the Logic, they speak to scripts and tests, in English
+LOGIC_HELPERS = {"analysis_runner.py"}
+
+
 def test_user_visible_strings_go_through_the_translation_function():
+    """In the descriptor, the Widget and the Widget's helpers (every function of ``PELabelUpQt`` but the Logic's)."""
     shown_by = {"addItem", "confirmOkCancelDisplay", "errorDisplay", "tryWithErrorDisplay", "ValueError",
-                "RuntimeError", "format"}
+                "RuntimeError", "format", "showStatus"}
+    scopes = [(MODULE_FILE.name, class_named(cls)) for cls in ("PELabelUp", "PELabelUpWidget")]
+    scopes += [(path.name, tree_of(path)) for path in GUI_FILES[1:] if path.name not in LOGIC_HELPERS]
+    assert {name for name, _scope in scopes} >= {"review_panel.py", "choices.py", "requirements.py"}
     untranslated = []
-    for cls in ("PELabelUp", "PELabelUpWidget"):
-        for node in ast.walk(class_named(cls)):
+    for file_name, scope in scopes:
+        for node in ast.walk(scope):
             if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr in
                                                     {"text", "toolTip", "title", "helpText", "acknowledgementText"}
                                                     for t in node.targets):
@@ -165,7 +219,8 @@ def test_user_visible_strings_go_through_the_translation_function():
                 values = node.args[:1] if ast.unparse(node.func) != "_" else []
             else:
                 continue
-            untranslated += [f"line {v.lineno}: {ast.unparse(v)[:60]}" for v in values if _literal_words(v)]
+            untranslated += [f"{file_name} line {v.lineno}: {ast.unparse(v)[:60]}" for v in values
+                             if _literal_words(v)]
     assert not untranslated, "wrap in _(): " + "; ".join(untranslated)
 
 
@@ -177,11 +232,12 @@ def test_the_descriptor_says_research_not_for_clinical_use():
 
 
 def test_the_gui_process_imports_no_torch():
-    """Every PELabelUpLib module the module file imports (and the review session its Logic imports), in a real
-    interpreter: neither torch nor MONAI is loaded; the module-level ones load without numpy-heavy packages."""
-    imported = {n.module for n in ast.walk(module_tree()) if isinstance(n, ast.ImportFrom)
+    """Every PELabelUpLib module the module file and its helpers import (and the review session its Logic imports),
+    in a real interpreter: neither torch nor MONAI is loaded; the module-level ones load without numpy-heavy
+    packages."""
+    imported = {n.module for path in GUI_FILES for n in ast.walk(tree_of(path)) if isinstance(n, ast.ImportFrom)
                 and (n.module or "").startswith("PELabelUpLib")} | {"PELabelUpLib.slicer_review"}
-    top_level = {n.module for n in module_tree().body if isinstance(n, ast.ImportFrom)
+    top_level = {n.module for path in GUI_FILES for n in tree_of(path).body if isinstance(n, ast.ImportFrom)
                  and (n.module or "").startswith("PELabelUpLib")}
     assert top_level == {"PELabelUpLib.explain.registry", "PELabelUpLib.models.registry",
                          "PELabelUpLib.slicer_process"}

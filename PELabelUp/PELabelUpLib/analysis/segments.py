@@ -1,15 +1,7 @@
-"""The segments of ``segmentation.seg.nrrd``: names, IDs, colours and DICOM/SNOMED CT terminology.
+"""The segments of ``segmentation.seg.nrrd``: names, IDs, colours and terminology of :mod:`PELabelUpLib.terminology`.
 
-Codes (SNOMED CT, scheme ``SCT``), as listed in 3D Slicer's terminology contexts
-(``SegmentationCategoryTypeModifier-DICOM-Master.json``):
-
-- 55584005 "Embolus", category 49755003 "Morphologically Altered Structure" (also in Slicer's General
-  Anatomy list), anatomic region 81040000 "Pulmonary artery";
-- 81040000 "Pulmonary artery", category 123037004 "Anatomical Structure". Slicer's General Anatomy list has
-  no pulmonary artery, so both entries use the DICOM master list context, which has both.
-
-IDs, names, colours and entries are those of the Slicer review (:mod:`PELabelUpLib.mrml.terminology`), so a
-file loaded into the review matches the segments it creates. Torch-free.
+They are the segments of the Slicer review (the same :class:`~PELabelUpLib.terminology.SegmentSpec` objects), so
+a file loaded into the review matches the segments it creates. Torch-free.
 """
 
 from __future__ import annotations
@@ -17,30 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.seg_nrrd import Segment
+from ..terminology import PE_PSEUDOMASK, PE_SEGMENTER, PULMONARY_ARTERIES, SegmentSpec
 
-CATEGORY_CONTEXT = "Segmentation category and type - DICOM master list"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
-MORPHOLOGICALLY_ALTERED = ("SCT", "49755003", "Morphologically Altered Structure")
-ANATOMICAL_STRUCTURE = ("SCT", "123037004", "Anatomical Structure")
-EMBOLUS = ("SCT", "55584005", "Embolus")
-PULMONARY_ARTERY = ("SCT", "81040000", "Pulmonary artery")
-_NO_CODE = ("", "", "")
-
-
-def terminology_entry(category: tuple[str, str, str], type_: tuple[str, str, str],
-                      region: tuple[str, str, str] = _NO_CODE) -> str:
-    """Slicer's 7-field entry ``context~category~type~typeModifier~anatomicContext~region~regionModifier``."""
-    fields = [CATEGORY_CONTEXT, "^".join(category), "^".join(type_), "^".join(_NO_CODE),
-              ANATOMIC_CONTEXT if region != _NO_CODE else "", "^".join(region), "^".join(_NO_CODE)]
-    return "~".join(fields)
-
-
-EMBOLUS_ENTRY = terminology_entry(MORPHOLOGICALLY_ALTERED, EMBOLUS, PULMONARY_ARTERY)
-PULMONARY_ARTERY_ENTRY = terminology_entry(ANATOMICAL_STRUCTURE, PULMONARY_ARTERY)
-
-PSEUDOMASK_SEGMENT = ("pe_pseudomask", "PE pseudo-mask", (0.0, 0.9, 1.0), EMBOLUS_ENTRY)
-SEGMENTER_SEGMENT = ("pe_segmenter", "PE segmenter", (0.35, 1.0, 0.25), EMBOLUS_ENTRY)
-ARTERIES_SEGMENT = ("pulmonary_arteries", "Pulmonary arteries", (0.85, 0.55, 0.95), PULMONARY_ARTERY_ENTRY)
+#: the file's segments, in file order
+ANALYSIS_SEGMENTS: tuple[SegmentSpec, ...] = (PE_PSEUDOMASK, PE_SEGMENTER, PULMONARY_ARTERIES)
 SOURCE_TAG = "PELabelUp.Source"
 
 
@@ -53,7 +25,6 @@ def analysis_segments(pseudomask: np.ndarray, segmentation: np.ndarray, arteries
     """
     sources = ("pseudomask", segmentation_source, "artery model")
     masks = (pseudomask, segmentation, arteries)
-    return [Segment(segment_id=sid, name=name, mask=np.asarray(mask) != 0, color=color, terminology=entry,
-                    tags={SOURCE_TAG: source})
-            for (sid, name, color, entry), mask, source in
-            zip((PSEUDOMASK_SEGMENT, SEGMENTER_SEGMENT, ARTERIES_SEGMENT), masks, sources, strict=True)]
+    return [Segment(segment_id=spec.segment_id, name=spec.name, mask=np.asarray(mask) != 0, color=spec.color,
+                    terminology=spec.terminology, tags={SOURCE_TAG: source})
+            for spec, mask, source in zip(ANALYSIS_SEGMENTS, masks, sources, strict=True)]

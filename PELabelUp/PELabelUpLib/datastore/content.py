@@ -19,18 +19,13 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import Geometry
+from ..geometry import Geometry, grid_differences
 from ..io import read_label_file
 from ..io.validate import as_hu_array
 from ..volume import CTVolume
 
 OriginalMaskKind = Literal["pseudomask", "segmentation", "arteries"]
 ORIGINAL_MASK_KINDS: tuple[OriginalMaskKind, ...] = ("pseudomask", "segmentation", "arteries")
-
-# Tolerance for "on the image's grid" (mm, and unit-less for the direction): a mask read back from NIfTI
-# carries float32 geometry (about 6e-5 mm at 500 mm from the origin), which must still count as the same grid.
-GRID_TOLERANCE_MM = 1e-3
-GRID_TOLERANCE_DIRECTION = 1e-5
 
 MaskInput = np.ndarray | tuple[np.ndarray, Geometry] | str | Path
 """A mask: a ``(Z, Y, X)`` array on the image's grid, an ``(array, geometry)`` pair, or a label file path."""
@@ -56,24 +51,6 @@ def image_hash(volume: CTVolume) -> str:
     for start in range(0, flat.size, _HASH_CHUNK):
         digest.update(flat[start : start + _HASH_CHUNK].data)
     return digest.hexdigest()
-
-
-def grid_differences(geometry: Geometry, reference: Geometry) -> list[str]:
-    """What differs between two grids, as ``"<what> <this> vs <reference>"`` texts (empty: same grid)."""
-
-    def shown(values: object) -> str:
-        return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"  # type: ignore[attr-defined]
-
-    out = []
-    if tuple(geometry.size) != tuple(reference.size):
-        out.append(f"size (x, y, z) {tuple(geometry.size)} vs {tuple(reference.size)}")
-    if not np.allclose(geometry.spacing_mm, reference.spacing_mm, rtol=0, atol=GRID_TOLERANCE_MM):
-        out.append(f"spacing (x, y, z) {shown(geometry.spacing_mm)} vs {shown(reference.spacing_mm)} mm")
-    if not np.allclose(geometry.origin_mm, reference.origin_mm, rtol=0, atol=GRID_TOLERANCE_MM):
-        out.append(f"origin (LPS) {shown(geometry.origin_mm)} vs {shown(reference.origin_mm)} mm")
-    if not np.allclose(geometry.direction, reference.direction, rtol=0, atol=GRID_TOLERANCE_DIRECTION):
-        out.append(f"direction {shown(geometry.direction)} vs {shown(reference.direction)}")
-    return out
 
 
 def mask_on_grid(mask: MaskInput, image_geometry: Geometry, *, case_id: str, what: str) -> np.ndarray:

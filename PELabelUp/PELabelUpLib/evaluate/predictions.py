@@ -15,8 +15,8 @@ Predictions (the analysis contract): ``<predictions>/<case_id>/`` (in the RSPECT
 * ``heatmap.nii.gz`` (float32 in [0, 1]) and ``pseudomask.nii.gz`` (uint8 0/1);
 * optional ``segmentation.nii.gz`` (uint8 0/1) and ``arteries.nii.gz`` (uint8 0/1, artery territory);
 
-every image on the case's grid (size, spacing, origin and direction equal to the ground truth's, within
-:data:`GRID_TOLERANCE_MM` / :data:`GRID_TOLERANCE_DIRECTION`). Arrays are numpy ``(Z, Y, X)``; sizes and
+every image on the case's grid (size, spacing, origin and direction equal to the ground truth's, within the
+tolerances of :func:`~PELabelUpLib.geometry.grid_differences`). Arrays are numpy ``(Z, Y, X)``; sizes and
 spacings in messages are in index order ``(x, y, z)``; positions are LPS mm. Every problem raises
 :class:`~PELabelUpLib.errors.InputError` naming the file.
 """
@@ -34,15 +34,13 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import Geometry
+from ..geometry import Geometry, grid_differences
 from ..io import read_label_file
 
 log = logging.getLogger(__name__)
 
 MaskChoice = Literal["pseudomask", "segmentation"]
 MASK_CHOICES: tuple[MaskChoice, ...] = ("pseudomask", "segmentation")
-GRID_TOLERANCE_MM = 1e-3  # NIfTI stores the grid as float32: 6e-5 mm at 1 m from the origin
-GRID_TOLERANCE_DIRECTION = 1e-5
 HEAT_TOLERANCE = 1e-4  # heat slightly outside [0, 1] from float rounding is accepted (and clipped)
 RESULT_JSON = "result.json"
 HEATMAP_FILE = "heatmap.nii.gz"
@@ -230,23 +228,6 @@ def check_same_grid(path: Path, geometry: Geometry, reference: Geometry, referen
     differences = grid_differences(geometry, reference)
     if differences:
         raise InputError(path, f"grid differs from the ground truth ({reference_name}): {'; '.join(differences)}")
-
-
-def grid_differences(geometry: Geometry, reference: Geometry) -> list[str]:
-    """What differs between two grids, as ``"<what> <this> vs <reference>"`` texts (empty: same grid)."""
-    def shown(values: Any) -> str:
-        return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"
-
-    out = []
-    if tuple(geometry.size) != tuple(reference.size):
-        out.append(f"size (x, y, z) {tuple(geometry.size)} vs {tuple(reference.size)}")
-    if not np.allclose(geometry.spacing_mm, reference.spacing_mm, rtol=0, atol=GRID_TOLERANCE_MM):
-        out.append(f"spacing (x, y, z) {shown(geometry.spacing_mm)} vs {shown(reference.spacing_mm)} mm")
-    if not np.allclose(geometry.origin_mm, reference.origin_mm, rtol=0, atol=GRID_TOLERANCE_MM):
-        out.append(f"origin (LPS) {shown(geometry.origin_mm)} vs {shown(reference.origin_mm)} mm")
-    if not np.allclose(geometry.direction, reference.direction, rtol=0, atol=GRID_TOLERANCE_DIRECTION):
-        out.append(f"direction {shown(geometry.direction)} vs {shown(reference.direction)}")
-    return out
 
 
 def _read_on_grid(path: Path, reference: Geometry) -> np.ndarray:

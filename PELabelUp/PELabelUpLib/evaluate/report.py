@@ -23,10 +23,11 @@ import numpy as np
 
 from .. import __version__
 from ..errors import PELabelUpError
+from ..geometry import grid_differences
 from ..io import load_ct
 from .cohort import CaseResult, CohortEvaluation
 from .plots import plot_case_panel, plot_froc, plot_roc
-from .predictions import MaskChoice, grid_differences, read_ground_truth, read_prediction
+from .predictions import MaskChoice, read_ground_truth, read_prediction
 from .report_markdown import render_markdown
 from .summary import FP_RATES_PER_SCAN, case_rows, froc_of, roc_of, summarise
 

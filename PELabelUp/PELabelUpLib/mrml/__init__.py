@@ -6,6 +6,7 @@ code runs inside Slicer and on the ``slicer-core`` wheel (:func:`create_headless
 
 from __future__ import annotations
 
+from ..terminology import PE_PSEUDOMASK, PE_SEGMENTER, PULMONARY_ARTERIES, SegmentSpec
 from .app import SlicerLogics, create_headless_scene
 from .colors import perceptual_color_node
 from .display import (
@@ -18,7 +19,6 @@ from .display import (
 from .results import AnalysisRecord, ReviewNodes, load_analysis, load_ct_node, read_analysis_record
 from .segments import add_segmentation, corrected_mask, set_segment_mask
 from .tables import center_views_on, emboli_table, embolus_ras, slice_probability_chart
-from .terminology import PE_PSEUDOMASK, PE_SEGMENTER, PULMONARY_ARTERIES, SegmentSpec
 from .views import jump_slices_to, jump_to_slice, show_layers, slice_position_ras
 
 __all__ = [

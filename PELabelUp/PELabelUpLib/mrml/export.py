@@ -15,11 +15,11 @@ import numpy as np
 import slicer
 
 from ..datastore import Datastore, ExportRecord, LabelDecision, MaskInput
+from ..terminology import PE_PSEUDOMASK, PE_SEGMENTER, PULMONARY_ARTERIES
 from ..volume import CTVolume
 from .grid import geometry_of, volume_array
 from .results import MASK_FILES, ReviewNodes
 from .segments import corrected_mask
-from .terminology import PE_PSEUDOMASK, PE_SEGMENTER, PULMONARY_ARTERIES
 
 # datastore mask kind -> segment whose original file it is
 ORIGINAL_KINDS = {"pseudomask": PE_PSEUDOMASK, "segmentation": PE_SEGMENTER, "arteries": PULMONARY_ARTERIES}

@@ -27,6 +27,7 @@ from vtkmodules.vtkCommonCore import vtkStringArray
 from ..errors import InputError
 from ..io import NIFTI_TOLERANCE_MM, load_ct, read_label_file
 from ..io.image_files import image_extension
+from ..terminology import PE_PSEUDOMASK, PE_SEGMENTER, PULMONARY_ARTERIES, SegmentSpec
 from .app import SlicerLogics
 from .colors import PerceptualMap
 from .display import set_ct_window, style_heatmap
@@ -39,7 +40,6 @@ from .grid import (
 from .hierarchy import ensure_study, place_under
 from .segments import add_segmentation
 from .tables import body_midline_lps_x, emboli_table, embolus_ras, slice_probability_chart
-from .terminology import PE_PSEUDOMASK, PE_SEGMENTER, PULMONARY_ARTERIES, SegmentSpec
 from .views import fit_views, jump_slices_to, show_layers, slice_position_ras
 
 log = logging.getLogger(__name__)

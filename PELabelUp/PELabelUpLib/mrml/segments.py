@@ -17,8 +17,8 @@ import numpy as np
 import slicer
 import vtk
 
+from ..terminology import SegmentSpec
 from .grid import geometry_of, ijk_to_ras, numpy_to_matrix, voxels
-from .terminology import SegmentSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,19 @@
-"""The three segments a PELabelUp review shows, with their DICOM/SNOMED CT terminology.
+"""The segments PELabelUp writes and shows, with their DICOM/SNOMED CT terminology: the one source.
 
-Codes (SNOMED CT, "SCT"), checked against DICOM PS3.16:
+The analysis writes them into ``segmentation.seg.nrrd`` (:mod:`PELabelUpLib.analysis.segments`) and the Slicer
+review creates them in the scene (:mod:`PELabelUpLib.mrml`), so a file loaded into the review matches the
+segments it creates. No Slicer, VTK or numpy here.
+
+Codes (SNOMED CT, scheme ``SCT``), checked against DICOM PS3.16 and 3D Slicer's terminology contexts
+(``SegmentationCategoryTypeModifier-DICOM-Master.json``):
+
 - 55584005 "Embolus": CID 7159 (Lesion Segmentation Type), category 49755003 "Morphologically Altered
-  Structure" (CID 7150); its anatomic region 81040000 "Pulmonary artery".
+  Structure" (CID 7150; also in Slicer's General Anatomy list); its anatomic region 81040000 "Pulmonary artery".
 - 81040000 "Pulmonary artery": CID 12290 (pulmonary artery finding sites), category 123037004 "Anatomical
-  Structure" (the code Slicer's own terminology lists use).
+  Structure" (the code Slicer's own lists use). Slicer's General Anatomy list has no pulmonary artery, so both
+  entries use the DICOM master list context, which has both.
 
-The entry string is Slicer's 7-field form, ``context~category~type~typeModifier~anatomicContext~region~
+An entry string is Slicer's 7-field form, ``context~category~type~typeModifier~anatomicContext~region~
 regionModifier``, each code ``scheme^value^meaning``; :func:`parse_terminology` reads it back.
 """
 
@@ -19,10 +26,10 @@ ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 
 Code = tuple[str, str, str]  # (coding scheme, code value, code meaning)
 
-MORPHOLOGICALLY_ALTERED = ("SCT", "49755003", "Morphologically Altered Structure")
-ANATOMICAL_STRUCTURE = ("SCT", "123037004", "Anatomical Structure")
-EMBOLUS = ("SCT", "55584005", "Embolus")
-PULMONARY_ARTERY = ("SCT", "81040000", "Pulmonary artery")
+MORPHOLOGICALLY_ALTERED: Code = ("SCT", "49755003", "Morphologically Altered Structure")
+ANATOMICAL_STRUCTURE: Code = ("SCT", "123037004", "Anatomical Structure")
+EMBOLUS: Code = ("SCT", "55584005", "Embolus")
+PULMONARY_ARTERY: Code = ("SCT", "81040000", "Pulmonary artery")
 NO_CODE: Code = ("", "", "")
 
 
@@ -60,10 +67,10 @@ def parse_terminology(entry: str) -> dict[str, Code]:
 
 @dataclass(frozen=True)
 class SegmentSpec:
-    """A segment of the review segmentation.
+    """A segment of the analysis file and of the review segmentation.
 
     Attributes:
-        segment_id: stable ID inside the segmentation node (used by the editor and the export).
+        segment_id: stable ID inside the segmentation (used by the editor and the export).
         name: the name users see.
         color: RGB in [0, 1].
         terminology: Slicer terminology entry string.
@@ -78,8 +85,10 @@ class SegmentSpec:
 
 
 EMBOLUS_ENTRY = terminology_entry(MORPHOLOGICALLY_ALTERED, EMBOLUS, PULMONARY_ARTERY)
+PULMONARY_ARTERY_ENTRY = terminology_entry(ANATOMICAL_STRUCTURE, PULMONARY_ARTERY)
+
 PE_PSEUDOMASK = SegmentSpec("pe_pseudomask", "PE pseudo-mask", (0.0, 0.9, 1.0), EMBOLUS_ENTRY)
 PE_SEGMENTER = SegmentSpec("pe_segmenter", "PE segmenter", (0.35, 1.0, 0.25), EMBOLUS_ENTRY)
 PULMONARY_ARTERIES = SegmentSpec("pulmonary_arteries", "Pulmonary arteries", (0.85, 0.55, 0.95),
-                                 terminology_entry(ANATOMICAL_STRUCTURE, PULMONARY_ARTERY), fill_opacity_2d=0.0)
+                                 PULMONARY_ARTERY_ENTRY, fill_opacity_2d=0.0)
 REVIEW_SEGMENTS: tuple[SegmentSpec, ...] = (PULMONARY_ARTERIES, PE_PSEUDOMASK, PE_SEGMENTER)

@@ -1,0 +1,109 @@
+"""The module's analysis in a child process, driven from Slicer's GUI thread by a Qt timer.
+
+The CT node goes to the child as a file (the case's own file when it still holds what was loaded from it, else
+a copy in a work folder under Slicer's temporary folder); ``pelabelup analyze`` writes the output folder; a
+``qt.QTimer`` reads the child's progress lines, so Slicer stays responsive and never imports torch. When the
+child has ended its results are loaded into the review session and the work folder is removed.
+"""
+
+import contextlib
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import qt
+import slicer
+
+from PELabelUpLib.slicer_process import AnalysisProcess, build_analyze_command, child_python
+
+
+class AnalysisRunner:
+    """One analysis at a time for a ``PELabelUpLib.slicer_review.ReviewSession``.
+
+    Args:
+        session: a callable returning the review session (the Logic creates it on first use).
+        interval_ms: how often the timer reads the child's output.
+    """
+
+    POLL_INTERVAL_MS = 200
+
+    def __init__(self, session, interval_ms: int = POLL_INTERVAL_MS) -> None:
+        self.process: AnalysisProcess | None = None
+        self._session = session
+        self._run = None  # (CT node, work folder, on_progress, on_finished) of the analysis in progress
+        self._timer = qt.QTimer()
+        self._timer.setInterval(interval_ms)
+        self._timer.connect("timeout()", self._poll)
+
+    @property
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.state == "running"
+
+    def start(self, input_volume, *, output_folder=None, on_progress=None, on_finished=None, **options) -> Path:
+        """Start ``pelabelup analyze`` on ``input_volume`` and return its output folder.
+
+        Args:
+            input_volume: the CT volume node.
+            output_folder: where the analysis goes; ``None``: the case's analysis folder, else the work folder.
+            on_progress: called with each progress event.
+            on_finished: called once as ``on_finished(state, error)``, state ``done`` (the results are loaded
+                into the session), ``failed`` (``error`` says why) or ``cancelled``.
+            **options: for :func:`~PELabelUpLib.slicer_process.build_analyze_command` (``device``,
+                ``explainer``, ``model_versions``, ``models_dir``).
+
+        Raises:
+            RuntimeError: an analysis is running.
+        """
+        if self.is_running:
+            raise RuntimeError("an analysis is running already: cancel it or wait for it")
+        session = self._session()
+        work = Path(tempfile.mkdtemp(prefix="PELabelUp-", dir=slicer.app.temporaryPath))
+        out = Path(output_folder) if output_folder else session.output_folder(input_volume, work)
+        command = build_analyze_command(session.analysis_input(input_volume, work), out,
+                                        python_executable=child_python(), base_env=slicer.util.startupEnvironment(),
+                                        **options)
+        self.process = AnalysisProcess(command)
+        self.process.start()
+        self._run = (input_volume, work, on_progress, on_finished)
+        self._timer.start()
+        return out
+
+    def _poll(self) -> None:
+        ct, work, on_progress, on_finished = self._run
+        for event in self.process.poll():
+            if on_progress:
+                on_progress(event)
+        state = self.process.state
+        if state == "running":
+            return
+        self._timer.stop()
+        error = self.process.error_message() if state == "failed" else None
+        if state == "done":
+            try:
+                self._session().load_results(self.process.command.out_dir, ct)
+            except Exception as exc:  # reported to the caller rather than lost in Qt's event loop
+                logging.exception("PELabelUp: loading %s failed", self.process.command.out_dir)
+                state, error = "failed", str(exc)
+        (work / "input.nrrd").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            work.rmdir()  # kept when the analysis was written into it
+        if on_finished:
+            on_finished(state, error)
+
+    def cancel(self) -> bool:
+        """Ask the running analysis to stop (its end reaches ``on_finished``); False when none runs."""
+        if not self.is_running:
+            return False
+        self.process.cancel()
+        return True
+
+    def wait(self, timeout_s: float) -> str:
+        """Process Qt events until the analysis has ended and been loaded; returns its state (tests, scripts)."""
+        deadline = time.monotonic() + timeout_s
+        while self._timer.isActive():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the analysis did not end within {timeout_s:.0f} s")
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        return self.process.state if self.process is not None else "not started"

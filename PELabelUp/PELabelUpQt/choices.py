@@ -1,0 +1,96 @@
+"""The module's choices: the device and explainer enums, and the two lists read from disk or from the review.
+
+``Device`` and ``Explainer`` are parameter-node field types; Slicer binds them to their combo boxes and shows
+each member's ``label()``. The segmenter versions and the segments to export change at run time, so Slicer's
+``connectGui`` cannot bind their combo boxes: :class:`ChoiceBoxes` keeps those in step with the parameter
+node instead (each item carries its field value as item data).
+"""
+
+import enum
+
+from slicer.i18n import tr as _
+
+from PELabelUpLib.explain.registry import EXPLAINERS
+from PELabelUpLib.models.registry import list_model_versions
+
+
+class Device(enum.Enum):
+    """Where the analysis runs its networks (``pelabelup analyze --device``)."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+    def label(self) -> str:
+        return {"auto": _("Automatic (GPU when available)"), "cpu": _("CPU"), "cuda": _("GPU (CUDA)")}[self.value]
+
+
+class _RegisteredExplainer(enum.Enum):
+    def label(self) -> str:
+        return EXPLAINERS[self.value].label
+
+
+#: the explainers of PELabelUpLib.explain.registry, as the parameter node's choices
+Explainer = _RegisteredExplainer("Explainer", [(name, name) for name in EXPLAINERS])
+
+
+def selectData(comboBox, value: str) -> None:
+    """Make the item whose data is ``value`` current (nothing happens when none has it)."""
+    index = comboBox.findData(value)
+    if index >= 0 and index != comboBox.currentIndex:
+        comboBox.currentIndex = index
+
+
+def fillSegments(comboBox, segments: list[tuple[str, str]]) -> None:
+    """List ``(segment ID, name)`` pairs: the name shown, the ID as item data (this signals as usual)."""
+    comboBox.clear()
+    for segment_id, name in segments:
+        comboBox.addItem(name, segment_id)
+
+
+class ChoiceBoxes:
+    """The segmenter-version and corrected-segment combo boxes, in step with the parameter node.
+
+    Args:
+        ui: the module's widgets (``slicer.util.childWidgetVariables`` of ``PELabelUp.ui``).
+        parameterNode: returns the Widget's parameter node (``None`` while it has none).
+    """
+
+    def __init__(self, ui, parameterNode) -> None:
+        self.ui, self.parameterNode = ui, parameterNode
+        ui.modelVersionComboBox.connect("currentIndexChanged(int)", self.onModelVersionChosen)
+        ui.correctedSegmentComboBox.connect("currentIndexChanged(int)", self.onCorrectedSegmentChosen)
+
+    def fillModelVersions(self) -> None:
+        """The segmenter versions on the models search path (the model registry's), bundled first.
+
+        Item data: ``""`` (bundled), ``"latest"`` or an exact version. The box does not signal while it is
+        refilled; the parameter node's version is selected afterwards.
+        """
+        combo = self.ui.modelVersionComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        versions = list_model_versions("segmenter")
+        bundled = [v.version for v in versions if v.bundled]
+        combo.addItem(_("Bundled ({version})").format(version=bundled[0] if bundled else _("none")), "")
+        combo.addItem(_("Newest installed"), "latest")
+        for version in versions:
+            combo.addItem(version.version, version.version)
+        combo.blockSignals(wasBlocked)
+        if self.parameterNode() is not None:
+            selectData(combo, self.parameterNode().segmenterVersion)
+
+    def showParameterNode(self, p) -> None:
+        """Select the parameter node's ``segmenterVersion`` and ``correctedSegmentId``."""
+        selectData(self.ui.modelVersionComboBox, p.segmenterVersion)
+        selectData(self.ui.correctedSegmentComboBox, p.correctedSegmentId)
+
+    def onModelVersionChosen(self, index: int) -> None:
+        p = self.parameterNode()
+        if p is not None and index >= 0:
+            p.segmenterVersion = self.ui.modelVersionComboBox.itemData(index) or ""
+
+    def onCorrectedSegmentChosen(self, index: int) -> None:
+        p = self.parameterNode()
+        if p is not None and index >= 0:
+            p.correctedSegmentId = self.ui.correctedSegmentComboBox.itemData(index) or ""
