@@ -53,9 +53,22 @@ def test_default_point_is_the_largest_embolus(a_volume):
     assert overview_point(ct.hu.shape, {"arteries": overlays["arteries"]}) == (12, 16, 20)
 
 
+def test_heatmap_is_drawn_in_warm_colours_where_it_is_high(a_volume, tmp_path):
+    ct, overlays = a_volume
+    heat = np.zeros(ct.hu.shape, np.float32)
+    heat[8:16, 10:20, 16:30] = 0.7  # around the largest embolus, where the planes cut (inferno: orange)
+    plain = mpimg.imread(render_overview(ct, None, tmp_path / "plain.png", size_px=(900, 360), heatmap=heat * 0))
+    hot = mpimg.imread(render_overview(ct, None, tmp_path / "hot.png", size_px=(900, 360), heatmap=heat))
+    warm = lambda im: (im[..., 0] > 0.7) & (im[..., 2] < 0.5) & (im[..., 0] - im[..., 2] > 0.3)  # noqa: E731
+    assert warm(hot).sum() > 50 + warm(plain).sum()  # inferno's top is yellow-orange: red high, blue low
+    faint = mpimg.imread(render_overview(ct, None, tmp_path / "faint.png", size_px=(900, 360), heatmap=heat * 0.1))
+    assert warm(faint).sum() == warm(plain).sum()  # below the floor: nothing drawn (the legend is alike)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"window": (100, 0)}, "width"), ({"point_zyx": (99, 0, 0)}, "outside"), ({"overlays": {"x": np.zeros(3)}}, "shape")],
+    [({"window": (100, 0)}, "width"), ({"point_zyx": (99, 0, 0)}, "outside"), ({"overlays": {"x": np.zeros(3)}}, "shape"),
+     ({"heatmap": np.zeros((2, 2, 2))}, "heatmap")],
 )
 def test_bad_input_is_refused(a_volume, tmp_path, kwargs, match):
     ct, overlays = a_volume

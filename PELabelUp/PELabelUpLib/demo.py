@@ -1,16 +1,29 @@
-"""The demo job behind ``make demo``: one embedded synthetic CTPA case, written and pictured.
+"""The demo job behind ``make demo``: the embedded sample case analysed with the bundled models.
 
-Until the bundled models exist, the demo generates a positive phantom (deterministic), writes its CT and
-ground truth as NIfTI and renders a PNG overview of the CT with the arteries and emboli outlined.
+The sample case is a synthetic CTPA study with four emboli, made on the spot from a fixed seed (bit-identical on
+every machine, so nothing large is stored in the repository): its CT and ground truth go to
+``<out>/<case_id>/``, the analysis (:func:`~PELabelUpLib.analysis.run.analyze`, the same code as
+``pelabelup analyze``) to ``<out>/<case_id>/analysis/``, and ``overview.png`` shows the CT with the heatmap,
+the pseudo-mask, the segmentation, the artery territory and the true emboli. Rerunning replaces the analysis
+only once the new one is complete.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .render import render_overview
+import numpy as np
+
+from .analysis.outputs import OUTPUT_FILES
+from .analysis.progress import Progress
+from .analysis.run import analyze
+from .evaluate.overlap import dice
+from .io import load_ct, read_label_file
+from .render import overview_point, render_overview
 from .synthetic.cohort import write_case_nifti
 from .synthetic.phantom import generate_phantom
 
@@ -21,23 +34,74 @@ DEMO_OVERRIDES = {"size_xy": (256, 256), "n_slices": 160, "spacing_mm": (1.2, 1.
 
 @dataclass(frozen=True)
 class DemoResult:
+    """Where the demo wrote what, and how the analysis compares with the case's ground truth."""
+
     folder: Path
     ct: Path
+    analysis: Path
     overview: Path
-    case_json: Path
-    n_emboli: int
-    positive_slices: int
+    pe_probability: float
+    emboli_found: int
+    emboli_true: int
+    dice_pseudomask: float
+    dice_segmentation: float
+    segmentation_source: str
+    seconds: float
 
 
-def run_demo(out_dir: str | Path, *, seed: int = DEMO_SEED) -> DemoResult:
-    """Generate the demo case into ``out_dir/<case_id>/`` and its overview PNG; returns where things are."""
+def make_sample_case(out_dir: str | Path, *, seed: int = DEMO_SEED) -> Path:
+    """Write the sample case (CT and ground truth, NIfTI) into ``out_dir/<case_id>/``; returns that folder.
+
+    An existing folder of the same case is kept (the phantom is deterministic).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    case = generate_phantom(seed, **DEMO_OVERRIDES)
-    folder = write_case_nifti(case, out) if not (out / case.case_id).exists() else out / case.case_id
+    case_id = f"phantom-{seed}"
+    if (out / case_id / "case.json").is_file():
+        return out / case_id
+    return write_case_nifti(generate_phantom(seed, **DEMO_OVERRIDES), out)
+
+
+def run_demo(out_dir: str | Path, *, seed: int = DEMO_SEED, device: str = "auto", explainer: str = "gradcam",
+             models_dir: str | Path | None = None, progress: Progress | None = None) -> DemoResult:
+    """Make the sample case, analyse it with the bundled models and draw the overview.
+
+    Raises:
+        InputError: a bundled model is missing or its weights do not match their sha256 (one line).
+    """
+    folder = make_sample_case(out_dir, seed=seed)
+    analysis = folder / "analysis"
+    fresh = folder / f".analysis-new-{os.getpid()}"
+    if fresh.exists():
+        shutil.rmtree(fresh)
+    analyze(folder / "ct.nii.gz", fresh, device=device, explainer=explainer, models_dir=models_dir,
+            progress=progress)
+    if analysis.exists():
+        shutil.rmtree(analysis)
+    fresh.rename(analysis)
+    return _summarise(folder, analysis)
+
+
+def _summarise(folder: Path, analysis: Path) -> DemoResult:
+    record = json.loads((analysis / "result.json").read_text())
+    ct = load_ct(folder / "ct.nii.gz")
+    maps = {name: read_label_file(analysis / OUTPUT_FILES[name])[0] for name in ("pseudomask", "segmentation",
+                                                                                 "arteries")}
+    heatmap = read_label_file(analysis / OUTPUT_FILES["heatmap"])[0].astype(np.float32)
+    truth, _ = read_label_file(folder / "emboli.nii.gz")
     overview = folder / "overview.png"
-    render_overview(case.ct, {"arteries": case.arteries, "emboli": case.emboli}, overview,
-                    title=f"{case.case_id}: {len(case.emboli_list)} emboli")
-    record = json.loads((folder / "case.json").read_text())
-    return DemoResult(folder=folder, ct=folder / "ct.nii.gz", overview=overview, case_json=folder / "case.json",
-                      n_emboli=len(record["emboli"]), positive_slices=sum(record["slice_labels"]))
+    source = record.get("segmentation_source", "segmenter")
+    render_overview(ct, {"predicted arteries": maps["arteries"], "true emboli": truth > 0,
+                         "PE pseudo-mask": maps["pseudomask"], f"PE segmentation ({source})": maps["segmentation"]},
+                    overview, heatmap=heatmap, point_zyx=overview_point(truth.shape, {"emboli": truth}),
+                    title=f"{folder.name}: PE probability {record['pe_probability']:.2f}, "
+                          f"{_emboli(len(record['emboli']))} found, {int(truth.max())} in the ground truth")
+    return DemoResult(folder=folder, ct=folder / "ct.nii.gz", analysis=analysis, overview=overview,
+                      pe_probability=float(record["pe_probability"]), emboli_found=len(record["emboli"]),
+                      emboli_true=int(truth.max()), dice_pseudomask=dice(maps["pseudomask"], truth > 0),
+                      dice_segmentation=dice(maps["segmentation"], truth > 0), segmentation_source=source,
+                      seconds=float(record.get("timings_s", {}).get("total", 0.0)))
+
+
+def _emboli(n: int) -> str:
+    return f"{n} embol{'us' if n == 1 else 'i'}"

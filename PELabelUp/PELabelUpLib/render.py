@@ -42,7 +42,8 @@ def overview_point(shape_zyx: tuple[int, int, int], overlays: Mapping[str, np.nd
 
 def render_overview(ct: CTVolume, overlays: Mapping[str, np.ndarray] | None, path: str | Path,
                     title: str | None = None, window: tuple[float, float] = (100.0, 700.0),
-                    point_zyx: Sequence[int] | None = None, size_px: tuple[int, int] = (1500, 560)) -> Path:
+                    point_zyx: Sequence[int] | None = None, size_px: tuple[int, int] = (1500, 560),
+                    heatmap: np.ndarray | None = None, heat_floor: float = 0.1) -> Path:
     """Write a PNG with axial, coronal and sagittal slices of ``ct`` through one point.
 
     Args:
@@ -54,6 +55,8 @@ def render_overview(ct: CTVolume, overlays: Mapping[str, np.ndarray] | None, pat
         window: display window ``(level, width)`` in HU; the default is the PE window L100/W700.
         point_zyx: voxel the planes pass through; default: the largest embolus's centre, else the centre.
         size_px: image ``(width, height)`` in pixels.
+        heatmap: optional ``(Z, Y, X)`` map in [0, 1] (an explanation) drawn under the outlines with the
+            perceptual ``inferno`` colour map; values below ``heat_floor`` are not drawn.
 
     Returns:
         The path written.
@@ -72,6 +75,8 @@ def render_overview(ct: CTVolume, overlays: Mapping[str, np.ndarray] | None, pat
     for name, arr in overlays.items():
         if arr.shape != hu.shape:
             raise ValueError(f"overlay {name!r} has shape {arr.shape}, expected {hu.shape}")
+    if heatmap is not None and heatmap.shape != hu.shape:
+        raise ValueError(f"heatmap has shape {heatmap.shape}, expected {hu.shape}")
     z, y, x = (int(v) for v in (point_zyx if point_zyx is not None else overview_point(hu.shape, overlays)))
     if not all(0 <= v < n for v, n in zip((z, y, x), hu.shape, strict=True)):
         raise ValueError(f"point_zyx {(z, y, x)} lies outside the volume {hu.shape}")
@@ -93,6 +98,10 @@ def render_overview(ct: CTVolume, overlays: Mapping[str, np.ndarray] | None, pat
     for ax, (name, cut, extent, where) in zip(axes, planes, strict=True):
         origin = "upper" if name == "axial" else "lower"
         ax.imshow(cut(hu), cmap="gray", vmin=lo, vmax=hi, extent=extent, origin=origin, interpolation="nearest")
+        if heatmap is not None:
+            heat = cut(heatmap)
+            ax.imshow(np.ma.masked_where(heat < heat_floor, heat), cmap="inferno", vmin=0.0, vmax=1.0, alpha=0.6,
+                      extent=extent, origin=origin, interpolation="nearest")
         for label, arr in overlays.items():
             colour = colours[label]
             mask = cut(arr) > 0
@@ -105,6 +114,8 @@ def render_overview(ct: CTVolume, overlays: Mapping[str, np.ndarray] | None, pat
                        origin=origin)
         ax.set_title(f"{name} ({where})", color="white", fontsize=9)
         ax.set_axis_off()
+    if heatmap is not None:
+        handles.append(Patch(facecolor="#f98e09", alpha=0.8, label=f"heatmap (>= {heat_floor:g})"))
     for label in overlays:
         colour = colours[label]
         handles.append(Patch(facecolor=colour, alpha=0.6, label=label) if label == "emboli"

@@ -69,16 +69,25 @@ def test_synth_hybrid_without_real_data_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_writes_case_and_overview(tmp_path):
-    result = run("demo", "--out", str(tmp_path / "demo"))
+@pytest.mark.slow
+def test_demo_analyses_the_sample_case_with_the_bundled_models(tmp_path):
+    result = run("demo", "--out", str(tmp_path / "demo"), "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    assert "overview picture" in result.stdout
-    pngs = list((tmp_path / "demo").glob("*/overview.png"))
-    assert len(pngs) == 1
-    assert pngs[0].stat().st_size > 10_000
-    record = json.loads(next((tmp_path / "demo").glob("*/case.json")).read_text())
-    assert record["positive"]
-    assert len(record["emboli"]) >= 1
+    assert "overview picture" in result.stdout and "PE probability" in result.stdout
+    (case,) = [p for p in (tmp_path / "demo").iterdir() if p.is_dir()]
+    record = json.loads((case / "case.json").read_text())
+    assert record["positive"] and len(record["emboli"]) >= 1
+    analysis = json.loads((case / "analysis" / "result.json").read_text())
+    assert analysis["pe_probability"] > 0.5  # a positive case, found positive
+    assert {m["task"] for m in analysis["models"]} >= {"artery", "classifier"}
+    assert all(m["bundled"] for m in analysis["models"])
+    for name in ("heatmap.nii.gz", "pseudomask.nii.gz", "segmentation.nii.gz", "arteries.nii.gz",
+                 "segmentation.seg.nrrd"):
+        assert (case / "analysis" / name).is_file(), name
+    assert (case / "overview.png").stat().st_size > 10_000
+    again = run("demo", "--out", str(tmp_path / "demo"), "--device", "cpu")  # a rerun replaces the analysis
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in case.iterdir() if p.name.startswith(".")) == []
 
 
 def test_installed_console_script_runs():
