@@ -25,7 +25,7 @@ from .. import __version__
 from ..explain.registry import explainer_names
 from ..io import load_ct
 from ..labelup.pipeline import LabelUpResult, LabelUpSettings, label_up_case
-from ..pseudomask import describe_emboli
+from ..pseudomask import components, describe_emboli
 from ..volume import CTVolume
 from .device import describe_device, resolve_device
 from .model_set import AnalysisModels, load_analysis_models
@@ -50,17 +50,22 @@ def check_explainer(name: str) -> str:
     return name
 
 
-def _segment(volume: CTVolume, result: LabelUpResult, models: AnalysisModels, device: torch.device
-             ) -> tuple[np.ndarray, str]:
+def _segment(volume: CTVolume, result: LabelUpResult, models: AnalysisModels, device: torch.device,
+             settings: LabelUpSettings) -> tuple[np.ndarray, str]:
+    """The segmenter's mask with the chain's rules: components under ``min_volume_mm3`` dropped, nothing in a
+    study read as negative (``min_study_probability``); the pseudo-mask's copy without a segmenter."""
     if models.segmenter is None:
         return result.pseudomask.astype(np.uint8, copy=True), NO_SEGMENTER
+    if result.study_probability < settings.min_study_probability:
+        return np.zeros(volume.hu.shape, dtype=np.uint8), "segmenter"
     from ..models.segmenter import predict_segmentation
 
     mask, _ = predict_segmentation(volume, result.territory, models.segmenter.network, models.segmenter.metadata,
                                    device=device)
     if mask.shape != volume.hu.shape:
         raise RuntimeError(f"segmenter returned shape {mask.shape}, expected the input's {volume.hu.shape}")
-    return (np.asarray(mask) > 0).astype(np.uint8), "segmenter"
+    kept = components(np.asarray(mask) > 0, volume.geometry.spacing_mm, settings.min_volume_mm3)
+    return (kept > 0).astype(np.uint8), "segmenter"
 
 
 def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisModels, device: torch.device,
@@ -89,7 +94,7 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
     t0 = time.perf_counter()
     progress("segmenter", 0.80, "segmenting emboli" if models.segmenter else "no segmenter model: copying the "
                                                                              "pseudo-mask")
-    segmentation, source = _segment(volume, result, models, device)
+    segmentation, source = _segment(volume, result, models, device, settings)
     result.timings_s = timings | result.timings_s | {"segmenter": time.perf_counter() - t0}
 
     emboli = [dict(e, source="pseudomask") for e in result.emboli]

@@ -48,7 +48,11 @@ class LabelUpSettings:
         explain_min_probability: slices whose PE probability is below this are not explained (heat 0).
         heat_low, heat_high: hysteresis thresholds on ``heat = slice map x slice probability``.
         max_rounds: iExplain rounds at most.
-        min_volume_mm3: candidate components smaller than this are dropped.
+        min_volume_mm3: candidate components (and segmenter components) smaller than this are dropped. On
+            the 48 training phantoms 30 mm^3 (about the volume of a 4 mm ball) cut the pseudo-masks' false
+            components from 1.17 to 0.21 per scan and lost no detected embolus (8 mm^3: the first setting).
+        min_study_probability: below this study probability the study reads as negative: the heatmap is
+            kept, the pseudo-mask and the emboli list stay empty (the segmentation too, see ``analyze``).
         study_top_mm: z extent of the top slices averaged into the study probability.
     """
 
@@ -57,7 +61,8 @@ class LabelUpSettings:
     heat_low: float = 0.25
     heat_high: float = 0.5
     max_rounds: int = 3
-    min_volume_mm3: float = 8.0
+    min_volume_mm3: float = 30.0
+    min_study_probability: float = 0.5
     study_top_mm: float = 10.0
 
 
@@ -158,10 +163,14 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
                                       high=settings.heat_high, max_rounds=settings.max_rounds,
                                       neutral_value=lumen_hu)
         heatmap[box.slices] = np.clip(result.heat_max, 0.0, 1.0)
-        pseudomask[box.slices] = result.mask
-        emboli = _shift_ijk(describe_emboli(result.mask.astype(np.uint8), heatmap[box.slices],
-                                            crop_geometry(geometry, box)), box)
         rounds, stop_reason = len(result.rounds), result.stop_reason
+        if study_p >= settings.min_study_probability:
+            pseudomask[box.slices] = result.mask
+            emboli = _shift_ijk(describe_emboli(result.mask.astype(np.uint8), heatmap[box.slices],
+                                                crop_geometry(geometry, box)), box)
+        else:
+            stop_reason = "study_negative"
+            log.info("study probability %.3f < %.2f: no pseudo-mask", study_p, settings.min_study_probability)
     timings["explain_and_pseudomask"] = time.perf_counter() - t0
     progress("pseudomask", 0.95, f"{len(emboli)} embol{'us' if len(emboli) == 1 else 'i'} found")
     return LabelUpResult(territory=territory, slice_probabilities=probs, study_probability=study_p,
