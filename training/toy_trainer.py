@@ -47,6 +47,7 @@ from training.engine import (
     make_loader,
     make_precision,
     resume,
+    run_config,
     seed_everything,
     setup_distributed,
     setup_logging,
@@ -157,11 +158,6 @@ class ToyRun:
     seconds: float
 
 
-def _run_config(args: argparse.Namespace, ctx: DistContext) -> dict[str, Any]:
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    return config | {"world_size": ctx.world_size, "global_batch_size": args.batch_size * ctx.world_size}
-
-
 def _check_out(args: argparse.Namespace) -> None:
     if (args.out / MODEL_DIR).exists():
         raise FileExistsError(f"{args.out / MODEL_DIR}: model folder exists already; choose another --out")
@@ -199,20 +195,20 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ToyRun:
                        scheduler_interval="step", checkpoint_every_steps=args.checkpoint_every_steps,
                        stop_after_epoch=args.stop_after_epoch, stop_after_step=args.stop_after_step,
                        progress=args.progress, progress_every_s=5.0)
-    run_config = _run_config(args, ctx)
+    config_json = run_config(args, ctx)
     state = None
     if args.resume is not None:
         resumed = resume(args.resume, model=model, optimizer=optimizer, scheduler=scheduler,
                          scaler=precision.scaler, ctx=ctx)
         changed = sorted(k for k in ("seed", "batch_size", "epochs", "lr", "train_samples", "world_size")
-                         if resumed.config.get(k) != run_config[k])
+                         if resumed.config.get(k) != config_json[k])
         if changed:
             log.warning("resuming with changed settings %s: the run will not match an uninterrupted one", changed)
         state = resumed.state
     ddp_model = wrap_ddp(model, ctx)
     result = fit(ddp_model, optimizer, train_loader, compute_loss, ctx=ctx, config=config, out_dir=args.out,
                  precision=precision, scheduler=scheduler, validate=lambda m: evaluate(m, val_loader, ctx.device),
-                 state=state, run_config=run_config)
+                 state=state, run_config=config_json)
     folder = None
     if result.ended != "interrupted" and ctx.is_main:
         last = result.history[-1] if result.history else {}
@@ -220,7 +216,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ToyRun:
             "name": "toy-squares", "version": "0.1.0", "task": "classifier", "network": network_spec,
             "preprocessing": {"input": f"(1, {IMAGE_SIZE}, {IMAGE_SIZE}) float32, no normalisation"},
             "inputs": f"images (N, 1, {IMAGE_SIZE}, {IMAGE_SIZE})", "outputs": "logit (N, 1): a bright square",
-            "training": run_config | {"precision": precision.name, "epochs_done": result.state.epoch,
+            "training": config_json | {"precision": precision.name, "epochs_done": result.state.epoch,
                                       "steps": result.state.step, "ended": result.ended,
                                       "samples_per_s": result.samples_per_s},
             "metrics": {k: last[k] for k in ("val_loss", "val_accuracy") if k in last},

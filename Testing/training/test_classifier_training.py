@@ -64,4 +64,6 @@ def test_classifier_learns_the_toy_cohort(a_toy_cohort, tmp_path, supervision):
     assert metadata["requires"]["territory"] == "gt"
     rows = (tmp_path / "run" / "epochs.csv").read_text().strip().splitlines()
     assert len(rows) == int(epochs) + 1
-    assert json.loads((tmp_path / "run" / "model" / "metadata.json").read_text())["training"]["supervision"] == supervision
+    training = json.loads((tmp_path / "run" / "model" / "metadata.json").read_text())["training"]
+    assert training["supervision"] == supervision
+    assert (training["cohort"], training["val_cohort"], training["out"]) == (train.name, val.name, "run")  # names only

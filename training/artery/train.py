@@ -49,6 +49,7 @@ from training.engine import (
     make_loader,
     make_precision,
     resume,
+    run_config,
     seed_everything,
     setup_distributed,
     setup_logging,
@@ -168,12 +169,6 @@ class ArteryRun:
     seconds: float
 
 
-def _run_config(args: argparse.Namespace, ctx: DistContext) -> dict[str, Any]:
-    config = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-              for k, v in vars(args).items()}
-    return config | {"world_size": ctx.world_size, "global_batch_size": args.batch_size * ctx.world_size}
-
-
 def _load_init_weights(folder: Path, model: nn.Module, spec: dict[str, Any]) -> dict[str, str]:
     """Copy a model folder's (sha256-checked) weights into ``model``; returns what was loaded, for the metadata."""
     source, metadata = load_model(folder)
@@ -275,19 +270,19 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
     config = FitConfig(epochs=args.epochs, seed=args.seed, grad_clip_norm=2.0, scheduler_interval="step",
                        early_stopping=stopping, stop_after_epoch=args.stop_after_epoch, progress=args.progress,
                        progress_every_s=30.0)
-    run_config = _run_config(args, ctx)
+    config_json = run_config(args, ctx)
     state = None
     if args.resume:
         resumed = resume(args.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, model=model, optimizer=optimizer,
                          scheduler=scheduler, scaler=precision.scaler, ctx=ctx)
-        changed = sorted(k for k in RUN_DEFINING if resumed.config.get(k) != run_config.get(k))
+        changed = sorted(k for k in RUN_DEFINING if resumed.config.get(k) != config_json.get(k))
         if changed:
             log.warning("resuming with changed settings %s: the run will not match an uninterrupted one", changed)
         state = resumed.state
     ddp_model = wrap_ddp(model, ctx)
     validate = (lambda m: patch_dice_means(m, val_patches, ctx, prep.threshold)) if val_patches else None
     result = fit(ddp_model, optimizer, loader, compute_loss, ctx=ctx, config=config, out_dir=args.run_dir,
-                 precision=precision, scheduler=scheduler, validate=validate, state=state, run_config=run_config)
+                 precision=precision, scheduler=scheduler, validate=validate, state=state, run_config=config_json)
     folder = None
     if result.ended != "interrupted" and ctx.is_main:
         network = unwrap_model(ddp_model)

@@ -39,7 +39,9 @@ from training.engine import (
     fit,
     make_loader,
     make_precision,
+    portable_config,
     resume,
+    run_config,
     seed_everything,
     setup_distributed,
     setup_logging,
@@ -175,8 +177,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(loader),
                                                     pct_start=0.15)
     precision = make_precision(ctx.device, args.precision)
-    run_config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()} | {
-        "world_size": ctx.world_size, "global_batch_size": args.batch_size * ctx.world_size}
+    config_json = run_config(args, ctx)
     state = None
     if args.resume is not None:
         state = resume(args.resume, model=model, optimizer=optimizer, scheduler=scheduler, scaler=precision.scaler,
@@ -189,7 +190,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
     config = FitConfig(epochs=args.epochs, seed=args.seed, grad_clip_norm=5.0, scheduler_interval="step",
                        log_every_steps=10, progress=args.progress, progress_every_s=30.0)
     result = fit(ddp_model, optimizer, loader, compute_loss, ctx=ctx, config=config, out_dir=args.out,
-                 precision=precision, scheduler=scheduler, validate=validate, state=state, run_config=run_config)
+                 precision=precision, scheduler=scheduler, validate=validate, state=state, run_config=config_json)
     folder = None
     if result.ended != "interrupted" and ctx.is_main:
         last = result.history[-1] if result.history else {}
@@ -200,7 +201,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
                       "masked to the dilated artery territory, then the territory of slice k",
             "outputs": "(N, 1) logit of pe_present_on_image",
             "requires": {"artery_model": artery_info, "territory": "gt" if artery_info is None else "model"},
-            "training": run_config | {"precision": precision.name, "epochs_done": result.state.epoch,
+            "training": portable_config(config_json, PATH_ARGUMENTS) | {"precision": precision.name, "epochs_done": result.state.epoch,
                                       "steps": result.state.step, "samples_per_s": round(result.samples_per_s, 1),
                                       "studies": len(train_studies), "slices": n_slices, "positive_slices": n_pos,
                                       "seconds": round(time.perf_counter() - started, 1)},
@@ -210,6 +211,10 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
         folder = save_model_folder(args.out / MODEL_DIR, unwrap_model(ddp_model), metadata).path
     barrier()
     return folder
+
+
+#: arguments that are paths: the model folder records their names only
+PATH_ARGUMENTS = ("cohort", "val_cohort", "out", "cache", "artery_model", "resume")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ A trainer follows :mod:`training.toy_trainer`: ``setup_distributed`` -> ``seed_e
 from __future__ import annotations
 
 from .checkpoint import Resumed, TrainState, load_checkpoint, resume, save_checkpoint
+from .config import portable_config, run_config
 from .distributed import (
     DistContext,
     all_gather_objects,
@@ -41,7 +42,7 @@ __all__ = [
     "BEST_CHECKPOINT", "CHECKPOINT_DIR", "EPOCHS_CSV", "LAST_CHECKPOINT", "STEPS_CSV",
     "CsvLogger", "DistContext", "EarlyStopping", "FitConfig", "FitResult", "Means", "Precision", "Progress",
     "ResumableDistributedSampler", "Resumed", "ShardSampler", "TrainState", "WeightedDistributedSampler",
-    "all_gather_objects", "all_reduce_mean", "all_reduce_sum", "barrier", "capture_rng_state", "cleanup",
+    "all_gather_objects", "portable_config", "run_config", "all_reduce_mean", "all_reduce_sum", "barrier", "capture_rng_state", "cleanup",
     "configure_determinism", "fit", "load_checkpoint", "make_loader", "make_precision", "read_csv",
     "restore_rng_state", "resume", "save_checkpoint", "seed_everything", "set_loader_epoch", "setup_distributed",
     "setup_logging", "unwrap_model", "wrap_ddp",

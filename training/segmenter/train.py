@@ -55,6 +55,7 @@ from training.engine import (
     make_loader,
     make_precision,
     resume,
+    run_config,
     seed_everything,
     setup_distributed,
     setup_logging,
@@ -139,13 +140,6 @@ class SegmenterRun:
     model_folder: Path | None
     cases: list[SegmenterCase]
     seconds: float
-
-
-def _run_config(args: argparse.Namespace, ctx: DistContext) -> dict[str, Any]:
-    skip = {"label_sources", "territory_source"}
-    config = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-              for k, v in vars(args).items() if k not in skip}
-    return config | {"world_size": ctx.world_size, "global_batch_size": args.batch_size * ctx.world_size}
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -233,12 +227,12 @@ def train(args: argparse.Namespace, ctx: DistContext, *, base: BaseModel | None 
     config = FitConfig(epochs=args.epochs, seed=args.seed, grad_clip_norm=2.0, scheduler_interval="step",
                        early_stopping=stopping, stop_after_epoch=args.stop_after_epoch, progress=args.progress,
                        progress_every_s=30.0)
-    run_config = _run_config(args, ctx)
+    config_json = run_config(args, ctx, skip=("label_sources", "territory_source"))
     state = None
     if args.resume:
         resumed = resume(args.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, model=model, optimizer=optimizer,
                          scheduler=scheduler, scaler=precision.scaler, ctx=ctx)
-        changed = sorted(k for k in RUN_DEFINING if resumed.config.get(k) != run_config.get(k))
+        changed = sorted(k for k in RUN_DEFINING if resumed.config.get(k) != config_json.get(k))
         if changed:
             log.warning("resuming with changed settings %s: the run will not match an uninterrupted one", changed)
         state = resumed.state
@@ -246,7 +240,7 @@ def train(args: argparse.Namespace, ctx: DistContext, *, base: BaseModel | None 
     ddp_model = wrap_ddp(model, ctx, sync_batchnorm=has_batchnorm and ctx.device.type == "cuda")
     validate = (lambda m: patch_dice_means(m, val_patches, ctx, prep.threshold)) if val_patches else None
     result = fit(ddp_model, optimizer, loader, compute_loss, ctx=ctx, config=config, out_dir=args.run_dir,
-                 precision=precision, scheduler=scheduler, validate=validate, state=state, run_config=run_config)
+                 precision=precision, scheduler=scheduler, validate=validate, state=state, run_config=config_json)
     folder = None
     if result.ended != "interrupted" and ctx.is_main:
         network = unwrap_model(ddp_model)
