@@ -11,7 +11,8 @@ present, else random-weight models of the bundled architectures with their defau
 a temporary folder); the output says which. Random weights make the stages' amounts of work arbitrary (how
 many slices are explained, how large the territory is), so read those figures as an order of magnitude.
 
-Per stage: seconds (``result.json`` ``timings_s``), the peak of numpy/Python allocations within the stage
+The chain runs with ``min_study_probability`` 0, so the pseudo-mask and the segmenter always run (the worst
+case). Per stage: seconds (``result.json`` ``timings_s``), the peak of numpy/Python allocations within the stage
 (tracemalloc, reset at each stage start), the process's resident-set high-water mark so far
 (``resource.getrusage``; it includes torch's CPU buffers and the imported libraries, which tracemalloc does
 not see; the phantom is made in a child process so it does not count) and, on CUDA,
@@ -34,6 +35,7 @@ import torch
 
 from PELabelUpLib.analysis.run import analyze
 from PELabelUpLib.io import write_volume
+from PELabelUpLib.labelup.pipeline import LabelUpSettings
 from PELabelUpLib.models.artery import ArteryPreprocessing
 from PELabelUpLib.models.folder import save_model_folder
 from PELabelUpLib.models.networks import build_network
@@ -144,8 +146,10 @@ def main() -> int:
         memory = StageMemory(cuda=args.device != "cpu" and torch.cuda.is_available())
         tracemalloc.start()
         started = time.perf_counter()
+        # every stage runs whatever the study probability (a study read as negative skips the segmenter)
+        settings = LabelUpSettings(min_study_probability=0.0)
         out = analyze(study, work / "out", device=args.device, explainer=args.explainer, models_dir=models_dir,
-                      progress=memory)
+                      progress=memory, settings=settings)
         wall = time.perf_counter() - started
         tracemalloc.stop()
         rows = memory.finish()

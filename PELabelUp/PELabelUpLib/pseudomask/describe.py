@@ -30,24 +30,27 @@ def describe_emboli(mask: np.ndarray, heatmap: np.ndarray | None, geometry: Geom
         raise ValueError(f"mask shape {mask.shape} does not match grid (Z, Y, X) {geometry.shape_zyx}")
     if heatmap is not None and np.shape(heatmap) != mask.shape:
         raise ValueError(f"heatmap shape {np.shape(heatmap)} does not match mask shape {mask.shape}")
-    if mask.dtype == bool:
-        labels, _ = ndimage.label(mask, structure=structure(3))
-    elif np.issubdtype(mask.dtype, np.integer):
-        labels = mask
-    else:
+    if mask.dtype != bool and not np.issubdtype(mask.dtype, np.integer):
         raise ValueError(f"mask must be bool or an integer label map, got {mask.dtype}")
-    ids = [int(i) for i in np.unique(labels) if i > 0]
-    if not ids:
+    box = _bounding_box(mask)
+    if box is None:
         return []
+    # everything below runs in the mask's bounding box (a few emboli in a 512 x 512 x 300 CT: seconds saved)
+    mask = mask[box]
+    offset_zyx = np.array([s.start for s in box], dtype=np.float64)
+    labels = ndimage.label(mask, structure=structure(3))[0] if mask.dtype == bool else mask
+    ids = [int(i) for i in np.unique(labels) if i > 0]
     voxel_mm3 = float(np.prod(geometry.spacing_mm))
     counts = ndimage.sum_labels(np.ones(labels.shape), labels=labels, index=ids)
     centroids_zyx = np.atleast_2d(ndimage.center_of_mass(np.ones(labels.shape), labels=labels, index=ids))
-    centroids_ijk = centroids_zyx[:, ::-1]
+    centroids_ijk = (centroids_zyx + offset_zyx)[:, ::-1]
     world = geometry.index_to_world(centroids_ijk)
     if heatmap is not None:
-        heat = np.where(np.isnan(heatmap), -np.inf, np.asarray(heatmap, dtype=np.float64))
+        heat_box = np.asarray(heatmap)[box]
+        heat = np.where(np.isnan(heat_box), -np.inf, np.asarray(heat_box, dtype=np.float64))
         peaks = ndimage.maximum(heat, labels=labels, index=ids)
-        peak_positions = ndimage.maximum_position(heat, labels=labels, index=ids)
+        peak_positions = [np.asarray(p) + offset_zyx.astype(int)
+                          for p in ndimage.maximum_position(heat, labels=labels, index=ids)]
     emboli = []
     for n, label in enumerate(ids):
         entry: dict[str, Any] = {
@@ -64,3 +67,11 @@ def describe_emboli(mask: np.ndarray, heatmap: np.ndarray | None, geometry: Geom
             entry["peak_ijk"] = tuple(int(v) for v in peak_positions[n][::-1])
         emboli.append(entry)
     return emboli
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Index box ``(Z, Y, X)`` of the nonzero voxels; ``None`` when there are none."""
+    extents = [np.flatnonzero(mask.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
+    if any(e.size == 0 for e in extents):
+        return None
+    return tuple(slice(int(e[0]), int(e[-1]) + 1) for e in extents)  # type: ignore[return-value]
