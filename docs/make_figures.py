@@ -1,6 +1,6 @@
-"""Regenerate the README's overview pictures of the embedded data.
+"""Regenerate the README's overview pictures of the embedded data and of the demo's analysis.
 
-    python docs/make_figures.py            # writes docs/images/phantom_overview.png and hybrid_overview.png
+    python docs/make_figures.py            # writes docs/images/{phantom,hybrid,demo}_overview.png
 
 The hybrid picture needs the real CTA crop beside the repository (``../shared/data/real-cta``, or
 ``PELABELUP_REAL_CTA``); it is skipped with a message when the crop is absent.
@@ -9,9 +9,12 @@ The hybrid picture needs the real CTA crop beside the repository (``../shared/da
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
+from PELabelUpLib.demo import run_demo
 from PELabelUpLib.render import render_overview
 from PELabelUpLib.synthetic.hybrid import make_hybrid_case
 from PELabelUpLib.synthetic.phantom import generate_phantom
@@ -20,7 +23,14 @@ HERE = Path(__file__).resolve().parent
 IMAGES = HERE / "images"
 
 
+def demo_figure() -> None:
+    """The overview ``make demo`` draws: the sample case analysed by the bundled models (CPU)."""
+    with tempfile.TemporaryDirectory(prefix="pelabelup-figure-") as tmp:
+        shutil.copy(run_demo(tmp, device="cpu").overview, IMAGES / "demo_overview.png")
+
+
 def main() -> int:
+    demo_figure()
     phantom = generate_phantom(31, size_xy=320, n_slices=220, spacing_mm=(1.1, 1.1, 1.25), positive=True, n_emboli=5)
     kinds = ", ".join(f"{e.kind} {e.level} {e.side}" for e in phantom.emboli_list)
     render_overview(phantom.ct, {"arteries": phantom.arteries, "emboli": phantom.emboli},

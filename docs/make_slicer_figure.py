@@ -2,14 +2,11 @@
 
     python docs/make_slicer_figure.py            # writes docs/images/slicer_scene.png
 
-A synthetic phantom (seed 3) is written as a CT and an analysis folder (the ``pelabelup analyze`` contract),
-loaded into a real MRML scene with Slicer's module logics (``PELabelUpLib.mrml``), and the slice views are
+A synthetic phantom (seed 3, never trained on) is written as a CT and analysed with the bundled models
+(:func:`PELabelUpLib.analysis.run.analyze`, the ``pelabelup analyze`` contract, on the CPU); the analysis folder
+is loaded into a real MRML scene with Slicer's module logics (``PELabelUpLib.mrml``), and the slice views are
 rendered by Slicer's own slice logics: CT background, heatmap foreground, segment outlines. The slice
 probability plot and the emboli list are drawn from the scene's table nodes.
-
-No trained model ships yet, so the analysis is a stand-in, and the picture says so: the "PE pseudo-mask" is
-the phantom's true emboli mask, the heatmap is that mask smoothed (Gaussian, 3 mm), the slice probabilities
-are the smoothed true slice labels.
 """
 
 from __future__ import annotations
@@ -24,8 +21,8 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from scipy import ndimage
 
+from PELabelUpLib.analysis.run import analyze
 from PELabelUpLib.io import write_volume
 from PELabelUpLib.mrml import (
     PE_PSEUDOMASK,
@@ -37,7 +34,6 @@ from PELabelUpLib.mrml import (
 )
 from PELabelUpLib.mrml.grid import ijk_to_ras
 from PELabelUpLib.mrml.render import over_black, render_views
-from PELabelUpLib.pseudomask import describe_emboli
 from PELabelUpLib.synthetic.phantom import generate_phantom
 
 HERE = Path(__file__).resolve().parent
@@ -50,26 +46,11 @@ ZOOM_FOV_MM = 100.0
 AXIAL_FOV_MM = 320.0
 
 
-def write_stand_in_analysis(root: Path) -> Path:
-    """CT and analysis folder of a phantom, with the stand-ins described in the module doc."""
+def write_analysis(root: Path) -> Path:
+    """CT of a phantom and its analysis folder by the bundled models."""
     case = generate_phantom(SEED, positive=True, size_xy=256, n_slices=120)
-    g = case.ct.geometry
     write_volume(case.ct, root / "phantom.nii.gz")
-    truth = case.emboli > 0
-    heat = ndimage.gaussian_filter(truth.astype(np.float32), sigma=[HEAT_SIGMA_MM / s for s in g.spacing_mm[::-1]])
-    heat = (heat / max(float(heat.max()), 1e-6)).astype(np.float32)
-    folder = root / "analysis"
-    write_volume(heat, folder / "heatmap.nii.gz", g)
-    write_volume(truth.astype(np.uint8), folder / "pseudomask.nii.gz", g)
-    write_volume(case.arteries, folder / "arteries.nii.gz", g)
-    slices = ndimage.gaussian_filter1d(case.slice_labels.astype(float), sigma=4.0)
-    slices = 0.05 + 0.9 * slices / max(float(slices.max()), 1e-6)
-    emboli = [dict(e, source="phantom truth") for e in describe_emboli(case.emboli, heat, g)]
-    record = {"pe_probability": round(float(slices.max()), 6), "slice_probabilities": slices.round(6).tolist(),
-              "emboli": emboli, "models": [{"name": "stand-in: phantom ground truth"}], "timings_s": {},
-              "input": str(root / "phantom.nii.gz")}
-    (folder / "result.json").write_text(json.dumps(record, indent=1))
-    return folder
+    return analyze(root / "phantom.nii.gz", root / "analysis", device="cpu")
 
 
 def render_scene(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -90,7 +71,9 @@ def render_scene(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
                             segment_ids=[PULMONARY_ARTERIES.segment_id, PE_PSEUDOMASK.segment_id])
     table = review.slice_table.GetTable()
     emboli = review.emboli_table.GetTable()
+    models = json.loads((folder / "result.json").read_text())["models"]
     facts = {
+        "models": ", ".join(f"{m['name']} {m['version']}" for m in models),
         "pe_probability": review.record.pe_probability,
         "position_mm": [table.GetValueByName(k, "Position (mm)").ToDouble() for k in range(table.GetNumberOfRows())],
         "probability": [table.GetValueByName(k, "PE probability").ToDouble() for k in range(table.GetNumberOfRows())],
@@ -129,8 +112,7 @@ def compose(pictures: dict[str, np.ndarray], facts: dict, path: Path) -> None:
     white = {"color": "white", "fontsize": 10}
     fig.suptitle("PELabelUp review in a 3D Slicer scene, rendered headless by Slicer's own slice logics "
                  f"(study PE probability {facts['pe_probability']:.2f})", color="white", fontsize=13, y=0.975)
-    fig.text(0.5, 0.935, "stand-ins until a trained model ships: PE pseudo-mask = the phantom's true emboli, "
-             "heatmap = that mask smoothed, slice probabilities = smoothed true slice labels",
+    fig.text(0.5, 0.935, f"synthetic study (seed {SEED}) analysed by the bundled models: {facts['models']}",
              ha="center", color="#ffcc66", fontsize=9.5)
     views = [("Red", (0.01, 0.31, 0.42, 0.6), f"axial (Red), {AXIAL_FOV_MM:.0f} mm"),
              ("Green", (0.445, 0.38, 0.27, 0.5), f"coronal (Green), {ZOOM_FOV_MM:.0f} mm"),
@@ -172,7 +154,7 @@ def compose(pictures: dict[str, np.ndarray], facts: dict, path: Path) -> None:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pelabelup-slicer-figure-") as tmp:
-        folder = write_stand_in_analysis(Path(tmp))
+        folder = write_analysis(Path(tmp))
         pictures, facts = render_scene(folder)
     compose(pictures, facts, OUTPUT)
     print(f"written {OUTPUT.relative_to(HERE.parent)}", file=sys.stderr)

@@ -41,7 +41,7 @@ class DemoResult:
     analysis: Path
     overview: Path
     pe_probability: float
-    emboli_found: int
+    emboli_found: int  # components of the segmentation (the pseudo-mask's without a segmenter)
     emboli_true: int
     dice_pseudomask: float
     dice_segmentation: float
@@ -91,13 +91,15 @@ def _summarise(folder: Path, analysis: Path) -> DemoResult:
     truth, _ = read_label_file(folder / "emboli.nii.gz")
     overview = folder / "overview.png"
     source = record.get("segmentation_source", "segmenter")
+    listed = "segmenter" if source == "segmenter" else "pseudomask"
+    found = sum(1 for e in record["emboli"] if e.get("source") == listed)
     render_overview(ct, {"predicted arteries": maps["arteries"], "true emboli": truth > 0,
                          "PE pseudo-mask": maps["pseudomask"], f"PE segmentation ({source})": maps["segmentation"]},
                     overview, heatmap=heatmap, point_zyx=overview_point(truth.shape, {"emboli": truth}),
                     title=f"{folder.name}: PE probability {record['pe_probability']:.2f}, "
-                          f"{_emboli(len(record['emboli']))} found, {int(truth.max())} in the ground truth")
+                          f"{_emboli(found)} segmented, {int(truth.max())} in the ground truth")
     return DemoResult(folder=folder, ct=folder / "ct.nii.gz", analysis=analysis, overview=overview,
-                      pe_probability=float(record["pe_probability"]), emboli_found=len(record["emboli"]),
+                      pe_probability=float(record["pe_probability"]), emboli_found=found,
                       emboli_true=int(truth.max()), dice_pseudomask=dice(maps["pseudomask"], truth > 0),
                       dice_segmentation=dice(maps["segmentation"], truth > 0), segmentation_source=source,
                       seconds=float(record.get("timings_s", {}).get("total", 0.0)))
