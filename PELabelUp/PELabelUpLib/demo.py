@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from .analysis.outputs import OUTPUT_FILES
 from .analysis.progress import Progress
@@ -42,7 +43,8 @@ class DemoResult:
     overview: Path
     pe_probability: float
     emboli_found: int  # components of the segmentation (the pseudo-mask's without a segmenter)
-    emboli_true: int
+    emboli_true: int  # 26-connected components of the ground truth, counted as the segmentation's are
+    emboli_detected: int  # true emboli that the segmentation touches
     dice_pseudomask: float
     dice_segmentation: float
     segmentation_source: str
@@ -92,15 +94,17 @@ def _summarise(folder: Path, analysis: Path) -> DemoResult:
     overview = folder / "overview.png"
     source = record.get("segmentation_source", "segmenter")
     listed = "segmenter" if source == "segmenter" else "pseudomask"
+    true_labels, n_true = ndimage.label(truth > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    detected = len(np.unique(true_labels[(maps["segmentation"] > 0) & (true_labels > 0)]))
     found = sum(1 for e in record["emboli"] if e.get("source") == listed)
     render_overview(ct, {"predicted arteries": maps["arteries"], "true emboli": truth > 0,
                          "PE pseudo-mask": maps["pseudomask"], f"PE segmentation ({source})": maps["segmentation"]},
                     overview, heatmap=heatmap, point_zyx=overview_point(truth.shape, {"emboli": truth}),
                     title=f"{folder.name}: PE probability {record['pe_probability']:.2f}, "
-                          f"{_emboli(found)} segmented, {int(truth.max())} in the ground truth")
+                          f"{_emboli(found)} segmented, touching {detected} of {n_true} true")
     return DemoResult(folder=folder, ct=folder / "ct.nii.gz", analysis=analysis, overview=overview,
                       pe_probability=float(record["pe_probability"]), emboli_found=found,
-                      emboli_true=int(truth.max()), dice_pseudomask=dice(maps["pseudomask"], truth > 0),
+                      emboli_true=int(n_true), emboli_detected=detected, dice_pseudomask=dice(maps["pseudomask"], truth > 0),
                       dice_segmentation=dice(maps["segmentation"], truth > 0), segmentation_source=source,
                       seconds=float(record.get("timings_s", {}).get("total", 0.0)))
 

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"sample case: {result.folder}  (CT ct.nii.gz; ground truth emboli.nii.gz, arteries.nii.gz, case.json)")
     print(f"analysis:    {analysis}  ({result.seconds:.0f} s)")
     found = f"{result.emboli_found} embol{'us' if result.emboli_found == 1 else 'i'}"
-    print(f"  PE probability {result.pe_probability:.3f}; {found} segmented, {result.emboli_true} in the ground truth")
+    print(f"  PE probability {result.pe_probability:.3f}; {found} segmented, touching {result.emboli_detected} of the "
+          f"{result.emboli_true} true emboli")
     print(f"  Dice against the ground truth: pseudo-mask {result.dice_pseudomask:.2f}, "
           f"segmentation {result.dice_segmentation:.2f} ({result.segmentation_source})")
     print("  result.json, heatmap.nii.gz, pseudomask.nii.gz, segmentation.nii.gz, arteries.nii.gz, "
