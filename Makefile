@@ -30,6 +30,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(PY) benchmarks/bench_phantom.py
 	$(PY) benchmarks/bench_cohort.py
+	for seed in 7 8 9; do $(PY) benchmarks/bench_analyze.py --seed $$seed || exit 1; done
 
 clean:
 	rm -rf demo-output .pytest_cache .ruff_cache
