@@ -79,7 +79,7 @@ def render_scene(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
         "probability": [table.GetValueByName(k, "PE probability").ToDouble() for k in range(table.GetNumberOfRows())],
         "current_mm": float(np.dot(centre, _k_unit(review.ct))),
         "emboli": [{col: emboli.GetValueByName(r, col).ToString() for col in
-                    ("Volume (mm3)", "Side", "Peak heat", "Slice k", "LPS (mm)")} for r in range(emboli.GetNumberOfRows())],
+                    ("Source", "Volume (mm3)", "Side", "Peak heat", "Slice k", "LPS (mm)")} for r in range(emboli.GetNumberOfRows())],
     }
     return {name: over_black(p) for name, p in pictures.items()}, facts
 
@@ -137,10 +137,10 @@ def compose(pictures: dict[str, np.ndarray], facts: dict, path: Path) -> None:
     _style(plot, "per-slice plot (vtkMRMLPlotChartNode): picking a point jumps the views there")
     plot.legend(loc="upper left", fontsize=8, facecolor="#222222", labelcolor="white", edgecolor="#444444")
 
-    rows = [f"{float(e['Volume (mm3)']):7.0f}  {e['Side']:<7} {float(e['Peak heat']):5.2f}  {e['Slice k']:>5}"
-            for e in facts["emboli"]]
+    rows = [f"{e['Source']:<11}{float(e['Volume (mm3)']):7.0f}  {e['Side']:<7} {float(e['Peak heat']):5.2f}  "
+            f"{e['Slice k']:>5}" for e in facts["emboli"]]
     fig.text(0.62, 0.27, "emboli table (vtkMRMLTableNode);\na row centres the views on its embolus\n\n"
-             "    mm3  side     heat  slice\n" + "\n".join(rows), va="top", ha="left", family="monospace", **white)
+             "source         mm3  side     heat  slice\n" + "\n".join(rows), va="top", ha="left", family="monospace", **white)
     bar = fig.add_axes((0.62, 0.1, 0.33, 0.018))
     bar.imshow(colormaps["inferno"](np.linspace(0, 1, 256))[None], aspect="auto", extent=(0, 1, 0, 1))
     bar.axvspan(0, HEAT_THRESHOLD, color="black", alpha=0.75)
