@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -219,32 +220,29 @@ def sample_patch(case: WorkingCase, patch_zyx: Sequence[int], rng: np.random.Gen
     return crop_patch(case.hu, start, size, AIR_HU), crop_patch(case.arteries, start, size, 0)
 
 
-class ArteryPatchDataset(Dataset):
+class RandomPatchDataset(Dataset):
     """Random training patches: ``len`` = patches per epoch; item ``i`` comes from case ``i % n_cases``.
 
     Each item draws its randomness from torch's global generator (seeded by the trainer, restored on resume,
-    reseeded per loader worker), so epochs differ and runs are reproducible.
-
-    Items: ``{"image": float32 (1, Z, Y, X) in [0, 1], "label": float32 (1, Z, Y, X) 0/1}``.
+    reseeded per loader worker), so epochs differ and runs are reproducible. Subclasses build the item from the
+    case and the item's generator in :meth:`make_item`; ``centre_fraction`` is the share of patches centred on
+    the structure the subclass names (arteries, emboli).
     """
 
-    def __init__(self, cases: Sequence[WorkingCase], prep: ArteryPreprocessing, *, patches_per_epoch: int,
-                 patch_zyx: Sequence[int] = (64, 64, 64), artery_fraction: float = 0.5,
-                 augmentation: Augmentation = LIGHT_AUGMENTATION) -> None:
+    def __init__(self, cases: Sequence, *, patches_per_epoch: int, patch_zyx: Sequence[int],
+                 centre_fraction: float, fraction_name: str) -> None:
         if not cases:
             raise ValueError("no training case")
         if patches_per_epoch < 1:
             raise ValueError(f"patches_per_epoch must be at least 1, got {patches_per_epoch}")
-        if not 0.0 <= artery_fraction <= 1.0:
-            raise ValueError(f"artery_fraction must lie in [0, 1], got {artery_fraction}")
+        if not 0.0 <= centre_fraction <= 1.0:
+            raise ValueError(f"{fraction_name} must lie in [0, 1], got {centre_fraction}")
         if len(patch_zyx) != 3 or any(int(p) < 8 for p in patch_zyx):
             raise ValueError(f"patch_zyx must be three sizes >= 8 (Z, Y, X), got {tuple(patch_zyx)}")
         self.cases = list(cases)
-        self.prep = prep
         self.patches_per_epoch = int(patches_per_epoch)
         self.patch_zyx = tuple(int(p) for p in patch_zyx)
-        self.artery_fraction = float(artery_fraction)
-        self.augmentation = augmentation
+        self.centre_fraction = float(centre_fraction)
 
     def __len__(self) -> int:
         return self.patches_per_epoch
@@ -252,8 +250,28 @@ class ArteryPatchDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         seed = int(torch.randint(0, 2**62, (1,)).item())
         rng = np.random.default_rng([seed, int(index)])
-        case = self.cases[int(index) % len(self.cases)]
-        hu, label = sample_patch(case, self.patch_zyx, rng, on_artery=bool(rng.random() < self.artery_fraction))
+        return self.make_item(self.cases[int(index) % len(self.cases)], rng)
+
+    def make_item(self, case: Any, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class ArteryPatchDataset(RandomPatchDataset):
+    """Artery training patches (see :class:`RandomPatchDataset`); ``artery_fraction`` of them centred on artery.
+
+    Items: ``{"image": float32 (1, Z, Y, X) in [0, 1], "label": float32 (1, Z, Y, X) 0/1}``.
+    """
+
+    def __init__(self, cases: Sequence[WorkingCase], prep: ArteryPreprocessing, *, patches_per_epoch: int,
+                 patch_zyx: Sequence[int] = (64, 64, 64), artery_fraction: float = 0.5,
+                 augmentation: Augmentation = LIGHT_AUGMENTATION) -> None:
+        super().__init__(cases, patches_per_epoch=patches_per_epoch, patch_zyx=patch_zyx,
+                         centre_fraction=artery_fraction, fraction_name="artery_fraction")
+        self.prep = prep
+        self.augmentation = augmentation
+
+    def make_item(self, case: WorkingCase, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        hu, label = sample_patch(case, self.patch_zyx, rng, on_artery=bool(rng.random() < self.centre_fraction))
         image, label = augment_and_window(hu, label, self.prep.window_hu, self.augmentation, rng)
         return {"image": torch.from_numpy(image)[None], "label": torch.from_numpy(label.astype(np.float32))[None]}
 

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from PELabelUpLib.errors import InputError
 from PELabelUpLib.geometry import Geometry
@@ -34,7 +33,7 @@ from PELabelUpLib.io import load_ct, read_label_file
 from PELabelUpLib.models.segmenter import SegmenterPreprocessing, prepare_segmenter_input, segmenter_channels
 from PELabelUpLib.preprocessing import resample_like
 from training.artery.augment import Augmentation, augment_image
-from training.artery.data import AIR_HU, crop_patch
+from training.artery.data import AIR_HU, RandomPatchDataset, crop_patch
 
 from .sources import SegmenterCase
 
@@ -183,11 +182,9 @@ def sample_patch(case: WorkingCase, patch_zyx: Sequence[int], rng: np.random.Gen
             crop_patch(case.label, start, size, 0))
 
 
-class SegmenterPatchDataset(Dataset):
-    """Random training patches: ``len`` = patches per epoch; item ``i`` comes from case ``i % n_cases``.
-
-    Randomness comes from torch's global generator (seeded by the trainer, restored on resume, reseeded per
-    loader worker), as in :class:`training.artery.data.ArteryPatchDataset`.
+class SegmenterPatchDataset(RandomPatchDataset):
+    """Segmenter training patches (see :class:`training.artery.data.RandomPatchDataset`); ``label_fraction``
+    of them centred on the label, the rest on the territory.
 
     Items: ``{"image": float32 (2, Z, Y, X)`` (PE-windowed CT, territory), ``"label": float32 (1, Z, Y, X)}``.
     """
@@ -195,30 +192,14 @@ class SegmenterPatchDataset(Dataset):
     def __init__(self, cases: Sequence[WorkingCase], prep: SegmenterPreprocessing, *, patches_per_epoch: int,
                  patch_zyx: Sequence[int] = (64, 64, 64), label_fraction: float = 0.6,
                  augmentation: Augmentation | None = None) -> None:
-        if not cases:
-            raise ValueError("no training case")
-        if patches_per_epoch < 1:
-            raise ValueError(f"patches_per_epoch must be at least 1, got {patches_per_epoch}")
-        if not 0.0 <= label_fraction <= 1.0:
-            raise ValueError(f"label_fraction must lie in [0, 1], got {label_fraction}")
-        if len(patch_zyx) != 3 or any(int(p) < 8 for p in patch_zyx):
-            raise ValueError(f"patch_zyx must be three sizes >= 8 (Z, Y, X), got {tuple(patch_zyx)}")
-        self.cases = list(cases)
+        super().__init__(cases, patches_per_epoch=patches_per_epoch, patch_zyx=patch_zyx,
+                         centre_fraction=label_fraction, fraction_name="label_fraction")
         self.prep = prep
-        self.patches_per_epoch = int(patches_per_epoch)
-        self.patch_zyx = tuple(int(p) for p in patch_zyx)
-        self.label_fraction = float(label_fraction)
         self.augmentation = augmentation if augmentation is not None else Augmentation()
 
-    def __len__(self) -> int:
-        return self.patches_per_epoch
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-        rng = np.random.default_rng([seed, int(index)])
-        case = self.cases[int(index) % len(self.cases)]
+    def make_item(self, case: WorkingCase, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         hu, territory, label = sample_patch(case, self.patch_zyx, rng,
-                                            on_label=bool(rng.random() < self.label_fraction))
+                                            on_label=bool(rng.random() < self.centre_fraction))
         window, flipped = augment_image(hu, self.prep.window_hu, self.augmentation, rng)
         if flipped:
             territory, label = territory[:, :, ::-1], label[:, :, ::-1]
