@@ -20,6 +20,7 @@ from PELabelUpLib.analysis.run import analyze
 from PELabelUpLib.evaluate import dice
 from PELabelUpLib.geometry import Geometry
 from PELabelUpLib.io import load_ct
+from PELabelUpLib.labelup.pipeline import LabelUpSettings
 from PELabelUpLib.models.folder import read_model_folder
 
 IMAGES = {"heatmap.nii.gz": np.float32, "pseudomask.nii.gz": np.uint8, "segmentation.nii.gz": np.uint8,
@@ -194,3 +195,19 @@ def test_a_segmenter_model_makes_the_segmentation(tmp_path, a_nifti_study, a_clo
                      model_versions={"segmenter": "latest"})
     record = json.loads((latest / "result.json").read_text())
     assert [m["folder"] for m in record["models"] if m["task"] == "segmenter"] == ["pelabelup-segmenter@0.0.4-test"]
+
+
+def test_the_segmentation_follows_the_chain_rules(tmp_path, a_nifti_study):
+    models = make_models_dir(tmp_path / "models", segmenter=True)
+    gated = analyze(a_nifti_study, tmp_path / "gated", device="cpu", models_dir=models,
+                    settings=LabelUpSettings(min_study_probability=1.01))  # the study reads as negative
+    assert json.loads((gated / "result.json").read_text())["emboli"] == []
+    assert read_image(gated / "segmentation.nii.gz")[0].sum() == 0 == read_image(gated / "pseudomask.nii.gz")[0].sum()
+
+    full = analyze(a_nifti_study, tmp_path / "full", device="cpu", models_dir=models)
+    segmentation, geometry = read_image(full / "segmentation.nii.gz")
+    region_mm3 = float(segmentation.sum()) * float(np.prod(geometry.spacing_mm))
+    assert region_mm3 > 0  # the constant segmenter marks its whole allowed region, one component
+    small = analyze(a_nifti_study, tmp_path / "small", device="cpu", models_dir=models,
+                    settings=LabelUpSettings(min_volume_mm3=1.5 * region_mm3))
+    assert read_image(small / "segmentation.nii.gz")[0].sum() == 0  # under the minimum volume: dropped

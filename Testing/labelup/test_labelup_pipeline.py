@@ -128,3 +128,30 @@ def test_emboli_indices_refer_to_the_full_grid(an_oblique_study):
     assert result.heatmap[pk, pj, pi] == pytest.approx(embolus["peak_heat"])
     lps = volume.geometry.index_to_world(np.asarray(embolus["centroid_ijk"]))
     np.testing.assert_allclose(lps, embolus["centroid_lps_mm"], atol=1e-6)
+
+
+def test_a_study_under_the_gate_keeps_its_heatmap_but_gets_no_mask(an_oblique_study):
+    volume, territory, clot = an_oblique_study
+    classifier = (FillingDefectDetector().eval(),
+                  {"preprocessing": SliceSpec(pixel_mm=1.0, size_px=64, territory_dilation_mm=2.0).as_metadata()})
+    found = label_up_case(volume, None, classifier, territory=territory)
+    gated = label_up_case(volume, None, classifier, territory=territory,
+                          settings=LabelUpSettings(min_study_probability=1.01))  # no study reaches it
+    assert found.pseudomask.any() and found.emboli
+    assert gated.study_probability == found.study_probability
+    assert not gated.pseudomask.any() and gated.emboli == []
+    assert gated.stop_reason == "study_negative" and gated.rounds == 1  # one explanation, no further rounds
+    assert gated.heatmap[clot].max() > 0.5  # the reader still sees where the classifier looked
+
+
+def test_candidates_under_the_minimum_volume_are_dropped(an_oblique_study):
+    volume, territory, clot = an_oblique_study
+    classifier = (FillingDefectDetector().eval(),
+                  {"preprocessing": SliceSpec(pixel_mm=1.0, size_px=64, territory_dilation_mm=2.0).as_metadata()})
+    clot_mm3 = clot.sum() * float(np.prod(volume.geometry.spacing_mm))
+    kept = label_up_case(volume, None, classifier, territory=territory,
+                         settings=LabelUpSettings(min_volume_mm3=0.5 * clot_mm3))
+    dropped = label_up_case(volume, None, classifier, territory=territory,
+                            settings=LabelUpSettings(min_volume_mm3=2.0 * clot_mm3))
+    assert len(kept.emboli) == 1 and kept.pseudomask.any()
+    assert dropped.emboli == [] and not dropped.pseudomask.any()

@@ -159,12 +159,14 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
             maps *= round_probs[:, None, None]
             return round_stack.frame.to_volume(maps)[box.slices]
 
+        positive = study_p >= settings.min_study_probability
+        # a study read as negative keeps its first round's heatmap only: further rounds would find masks it drops
         result = iterative_pseudomask(explain_fn, hu_box, candidates, low=settings.heat_low,
-                                      high=settings.heat_high, max_rounds=settings.max_rounds,
+                                      high=settings.heat_high, max_rounds=settings.max_rounds if positive else 1,
                                       neutral_value=lumen_hu)
         heatmap[box.slices] = np.clip(result.heat_max, 0.0, 1.0)
         rounds, stop_reason = len(result.rounds), result.stop_reason
-        if study_p >= settings.min_study_probability:
+        if positive:
             pseudomask[box.slices] = result.mask
             emboli = _shift_ijk(describe_emboli(result.mask.astype(np.uint8), heatmap[box.slices],
                                                 crop_geometry(geometry, box)), box)
