@@ -41,7 +41,6 @@ from training.engine import (
     FitResult,
     Means,
     barrier,
-    cleanup,
     configure_determinism,
     fit,
     make_loader,
@@ -49,11 +48,10 @@ from training.engine import (
     resume,
     run_config,
     seed_everything,
-    setup_distributed,
-    setup_logging,
     unwrap_model,
     wrap_ddp,
 )
+from training.engine.cli import log_completed, run_training
 
 log = logging.getLogger("training.toy_trainer")
 
@@ -229,20 +227,10 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ToyRun:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    ctx = setup_distributed(device=args.device)
-    setup_logging(ctx)
-    try:
-        run = train(args, ctx)
-    except (InputError, ValueError, FileExistsError) as exc:
-        log.error("%s", exc)
+    ok, run, ctx = run_training(parse_args(argv), train)
+    if not ok:
         return 2
-    finally:
-        cleanup()
-    fit_result = run.fit
-    log.info("%s after %d epochs, %d steps in %.1f s; last epoch %.0f samples/s (%d processes)%s",
-             fit_result.ended, fit_result.state.epoch, fit_result.state.step, run.seconds, fit_result.samples_per_s,
-             ctx.world_size, f"; model folder {run.model_folder}" if run.model_folder else "")
+    log_completed(run, processes=ctx.world_size)
     return 0
 
 

@@ -42,7 +42,6 @@ from training.engine import (
     FitResult,
     Means,
     barrier,
-    cleanup,
     configure_determinism,
     fit,
     load_checkpoint,
@@ -51,11 +50,10 @@ from training.engine import (
     resume,
     run_config,
     seed_everything,
-    setup_distributed,
-    setup_logging,
     unwrap_model,
     wrap_ddp,
 )
+from training.engine.cli import log_completed, run_training
 
 from .augment import AUGMENTATIONS
 from .data import ArteryPatchDataset, fixed_patches, list_cohort_cases, load_working_cases
@@ -297,19 +295,10 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    ctx = setup_distributed(device=args.device)
-    setup_logging(ctx)
-    try:
-        run = train(args, ctx)
-    except (InputError, ValueError, FileExistsError) as exc:
-        log.error("%s", exc)
+    ok, run, _ = run_training(parse_args(argv), train)
+    if not ok:
         return 2
-    finally:
-        cleanup()
-    r = run.fit
-    log.info("%s after %d epochs, %d steps in %.1f s; last epoch %.1f samples/s%s", r.ended, r.state.epoch,
-             r.state.step, run.seconds, r.samples_per_s, f"; model folder {run.model_folder}" if run.model_folder else "")
+    log_completed(run)
     return 0
 
 

@@ -25,7 +25,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from PELabelUpLib.errors import InputError
 from PELabelUpLib.models.folder import load_model, save_model_folder
 from PELabelUpLib.models.networks import build_network
 from PELabelUpLib.models.slices import SliceSpec
@@ -35,7 +34,6 @@ from training.engine import (
     DistContext,
     FitConfig,
     barrier,
-    cleanup,
     fit,
     make_loader,
     make_precision,
@@ -43,11 +41,10 @@ from training.engine import (
     resume,
     run_config,
     seed_everything,
-    setup_distributed,
-    setup_logging,
     unwrap_model,
     wrap_ddp,
 )
+from training.engine.cli import run_training
 
 from .cohort import read_training_studies
 from .data import CachedStudy, SliceDataset, balanced_weights, cached_studies
@@ -218,16 +215,9 @@ PATH_ARGUMENTS = ("cohort", "val_cohort", "out", "cache", "artery_model", "resum
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    ctx = setup_distributed(device=args.device)
-    setup_logging(ctx)
-    try:
-        folder = train(args, ctx)
-    except (InputError, ValueError, FileExistsError) as exc:
-        log.error("%s", exc)
+    ok, folder, _ = run_training(parse_args(argv), train)
+    if not ok:
         return 2
-    finally:
-        cleanup()
     if folder:
         log.info("model folder: %s", folder)
     return 0

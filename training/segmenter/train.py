@@ -48,7 +48,6 @@ from training.engine import (
     FitResult,
     Means,
     barrier,
-    cleanup,
     configure_determinism,
     fit,
     load_checkpoint,
@@ -57,11 +56,10 @@ from training.engine import (
     resume,
     run_config,
     seed_everything,
-    setup_distributed,
-    setup_logging,
     unwrap_model,
     wrap_ddp,
 )
+from training.engine.cli import log_completed, run_training
 
 from .data import SegmenterPatchDataset, fixed_patches, load_working_cases
 from .lineage import BaseModel
@@ -259,19 +257,13 @@ def run_main(args: argparse.Namespace, *, base_path: Path | None = None) -> int:
     """Set up the processes, train (from ``base_path``'s model when given), clean up; the exit status."""
     from .lineage import load_base_model
 
-    ctx = setup_distributed(device=args.device)
-    setup_logging(ctx)
-    try:
-        base = load_base_model(base_path) if base_path is not None else None
-        run = train(args, ctx, base=base)
-    except (InputError, ValueError, FileExistsError) as exc:
-        log.error("%s", exc)
+    def train_from_base(args: argparse.Namespace, ctx: DistContext) -> SegmenterRun:
+        return train(args, ctx, base=load_base_model(base_path) if base_path is not None else None)
+
+    ok, run, _ = run_training(args, train_from_base)
+    if not ok:
         return 2
-    finally:
-        cleanup()
-    r = run.fit
-    log.info("%s after %d epochs, %d steps in %.1f s; last epoch %.1f samples/s%s", r.ended, r.state.epoch,
-             r.state.step, run.seconds, r.samples_per_s, f"; model folder {run.model_folder}" if run.model_folder else "")
+    log_completed(run)
     return 0
 
 
