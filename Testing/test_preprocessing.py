@@ -16,6 +16,7 @@ from PELabelUpLib.preprocessing import (
     CropBox,
     apply_window,
     crop_to_chest,
+    mask_box,
     resample_like,
     resample_to_spacing,
     target_geometry_for_spacing,
@@ -284,3 +285,14 @@ def test_uncrop_rejects_mismatched_shapes() -> None:
         uncrop(np.zeros((2, 2, 2)), box, (10, 10, 10))
     with pytest.raises(ValueError, match="full_shape"):
         uncrop(np.zeros(box.shape_zyx), box, (9, 10, 10))
+
+
+def test_mask_box_is_the_nonzero_extent_grown_and_clipped():
+    mask = np.zeros((10, 12, 14), np.uint8)
+    mask[2:4, 5:6, 0:3] = 1
+    box = mask_box(mask)
+    assert (box.start_zyx, box.stop_zyx, box.full_shape_zyx) == ((2, 5, 0), (4, 6, 3), (10, 12, 14))
+    grown = mask_box(mask, margin_voxels=3)
+    assert (grown.start_zyx, grown.stop_zyx) == ((0, 2, 0), (7, 9, 6))  # clipped at the array's edges
+    assert mask[box.slices].sum() == mask.sum()
+    assert mask_box(np.zeros((3, 3, 3))) is None

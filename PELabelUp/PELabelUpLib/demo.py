@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from .analysis.outputs import OUTPUT_FILES
 from .analysis.progress import Progress
 from .analysis.run import analyze
-from .evaluate.overlap import dice
+from .evaluate import dice, lesion_detection
 from .io import load_ct, read_label_file
 from .render import overview_point, render_overview
 from .synthetic.cohort import write_case_nifti
@@ -94,8 +93,8 @@ def _summarise(folder: Path, analysis: Path) -> DemoResult:
     overview = folder / "overview.png"
     source = record.get("segmentation_source", "segmenter")
     listed = "segmenter" if source == "segmenter" else "pseudomask"
-    true_labels, n_true = ndimage.label(truth > 0, structure=np.ones((3, 3, 3), dtype=bool))
-    detected = len(np.unique(true_labels[(maps["segmentation"] > 0) & (true_labels > 0)]))
+    matched = lesion_detection(maps["segmentation"], truth, ct.geometry.spacing_mm)  # 26-connected, as evaluate
+    detected, n_true = matched.tp, matched.tp + matched.fn
     found = sum(1 for e in record["emboli"] if e.get("source") == listed)
     render_overview(ct, {"predicted arteries": maps["arteries"], "true emboli": truth > 0,
                          "PE pseudo-mask": maps["pseudomask"], f"PE segmentation ({source})": maps["segmentation"]},

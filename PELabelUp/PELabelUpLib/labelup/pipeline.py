@@ -22,7 +22,7 @@ from torch import nn
 from ..explain.registry import get_explainer
 from ..models.artery import predict_artery_territory
 from ..models.slices import SliceSpec, build_slice_stack, study_probability
-from ..preprocessing import CropBox, crop_geometry
+from ..preprocessing import CropBox, crop_geometry, mask_box
 from ..pseudomask import (
     candidate_clot_voxels,
     components,
@@ -133,7 +133,7 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
     pseudomask = np.zeros(volume.hu.shape, dtype=np.uint8)
     emboli: list[dict[str, Any]] = []
     rounds, stop_reason = 0, "no_candidates"
-    box = territory_box(territory, margin_voxels=2)
+    box = mask_box(territory, margin_voxels=2)
     if box is not None:
         # candidates, heat and selection live in the territory's bounding box only (time and memory)
         hu_box, territory_box_arr = volume.hu[box.slices], territory[box.slices]
@@ -178,17 +178,6 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
     return LabelUpResult(territory=territory, slice_probabilities=probs, study_probability=study_p,
                          heatmap=heatmap, pseudomask=pseudomask, emboli=emboli, rounds=rounds,
                          stop_reason=stop_reason, timings_s=timings)
-
-
-def territory_box(territory: np.ndarray, margin_voxels: int = 2) -> CropBox | None:
-    """Bounding box ``(Z, Y, X)`` of the territory grown by ``margin_voxels``; None when it is empty."""
-    nonzero = [np.flatnonzero(territory.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
-    if any(n.size == 0 for n in nonzero):
-        return None
-    shape = territory.shape
-    start = tuple(max(0, int(n[0]) - margin_voxels) for n in nonzero)
-    stop = tuple(min(size, int(n[-1]) + 1 + margin_voxels) for n, size in zip(nonzero, shape, strict=True))
-    return CropBox(start_zyx=start, stop_zyx=stop, full_shape_zyx=tuple(shape))
 
 
 def _shift_ijk(emboli: list[dict[str, Any]], box: CropBox) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ from scipy import ndimage
 from torch import nn
 
 from ..geometry import Geometry
-from ..preprocessing import CropBox, apply_window, crop_geometry, resample_like
+from ..preprocessing import CropBox, apply_window, crop_geometry, mask_box, resample_like
 from ..volume import CTVolume
 
 log = logging.getLogger(__name__)
@@ -118,12 +118,6 @@ class SegmenterInput:
     allowed: np.ndarray
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[list[int], list[int]]:
-    """``(start, stop)`` index lists ``(Z, Y, X)`` of the nonzero voxels of a non-empty mask."""
-    nonzero = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    return [int(n[0]) for n in nonzero], [int(n[-1]) + 1 for n in nonzero]
-
-
 def dilate_mm(mask: np.ndarray, spacing_mm: tuple[float, float, float], radius_mm: float) -> np.ndarray:
     """Grow a ``(Z, Y, X)`` mask by a Euclidean ball of ``radius_mm`` (spacing ``(x, y, z)`` mm); bool out.
 
@@ -133,7 +127,8 @@ def dilate_mm(mask: np.ndarray, spacing_mm: tuple[float, float, float], radius_m
     if radius_mm <= 0 or not grown.any():
         return grown
     sampling_zyx = (float(spacing_mm[2]), float(spacing_mm[1]), float(spacing_mm[0]))
-    start, stop = _bounding_box(grown)
+    grown_box = mask_box(grown)
+    start, stop = grown_box.start_zyx, grown_box.stop_zyx
     pad = [int(math.ceil(radius_mm / s)) for s in sampling_zyx]
     lo = [max(0, a - p) for a, p in zip(start, pad, strict=True)]
     hi = [min(n, b + p) for b, p, n in zip(stop, pad, grown.shape, strict=True)]
@@ -172,7 +167,8 @@ def prepare_segmenter_input(volume: CTVolume, territory: np.ndarray,
     allowed = dilate_mm(territory, geometry.spacing_mm, prep.territory_dilation_mm)
     if not allowed.any():
         return None
-    start, stop = _bounding_box(allowed)
+    allowed_box = mask_box(allowed)
+    start, stop = allowed_box.start_zyx, allowed_box.stop_zyx
     margin_zyx = [int(math.ceil(prep.context_mm / s)) for s in geometry.spacing_mm[::-1]]
     box = CropBox(start_zyx=tuple(max(0, a - m) for a, m in zip(start, margin_zyx, strict=True)),
                   stop_zyx=tuple(min(n, b + m) for b, m, n in zip(stop, margin_zyx, volume.hu.shape, strict=True)),

@@ -6,7 +6,16 @@ All functions keep geometry exact (LPS mm, oblique and anisotropic grids include
 
 from __future__ import annotations
 
-from .crop import CropBox, body_mask, crop_geometry, crop_to_chest, crop_volume, find_chest_box, uncrop
+from .crop import (
+    CropBox,
+    body_mask,
+    crop_geometry,
+    crop_to_chest,
+    crop_volume,
+    find_chest_box,
+    mask_box,
+    uncrop,
+)
 from .resample import (
     INTERPOLATORS,
     Interpolator,
@@ -28,6 +37,7 @@ __all__ = [
     "crop_to_chest",
     "crop_volume",
     "find_chest_box",
+    "mask_box",
     "resample_like",
     "resample_to_spacing",
     "target_geometry_for_spacing",

@@ -87,6 +87,18 @@ def uncrop(array: np.ndarray, crop_box: CropBox, full_shape: tuple[int, ...] | N
     return out
 
 
+def mask_box(mask: np.ndarray, margin_voxels: int = 0) -> CropBox | None:
+    """Bounding box ``(Z, Y, X)`` of the nonzero voxels of ``mask`` grown by ``margin_voxels`` and clipped to the
+    array; ``None`` when the mask is empty."""
+    nonzero = [np.flatnonzero(mask.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
+    if any(n.size == 0 for n in nonzero):
+        return None
+    shape = tuple(int(n) for n in mask.shape)
+    start = tuple(max(0, int(n[0]) - margin_voxels) for n in nonzero)
+    stop = tuple(min(size, int(n[-1]) + 1 + margin_voxels) for n, size in zip(nonzero, shape, strict=True))
+    return CropBox(start_zyx=start, stop_zyx=stop, full_shape_zyx=shape)
+
+
 def _shrink_factors_zyx(geometry: Geometry, target_mm: float) -> tuple[int, int, int]:
     sx, sy, sz = geometry.spacing_mm
     nx, ny, nz = geometry.size
