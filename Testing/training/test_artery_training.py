@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import ndimage
 from torch import nn
 
 from PELabelUpLib.evaluate import dice
@@ -33,6 +34,8 @@ from training.artery.augment import (
     augment_image,
     brighten_neighbours,
     implant_defects,
+    implant_occlusions,
+    thin_branch_voxels,
 )
 from training.artery.data import (
     ArteryPatchDataset,
@@ -159,6 +162,48 @@ def test_synthetic_defects_darken_the_lumen_only_and_other_vessels_get_brighter(
     outside_vessel = (label == 0) & (before == 200)
     np.testing.assert_array_equal(bright[outside_vessel], 280.0)
     np.testing.assert_array_equal(bright[(label == 0) & (before == 40)], 40.0)
+
+
+def two_tubes_in_lung() -> tuple[np.ndarray, np.ndarray]:
+    """A thin (radius 1.5 voxels) and a thick (radius 6) contrast tube along z in lung, blurred like a CT."""
+    z, y, x = np.mgrid[0:24, 0:40, 0:40]
+    thin = (y - 10) ** 2 + (x - 10) ** 2 <= 1.5**2
+    thick = (y - 25) ** 2 + (x - 25) ** 2 <= 6**2
+    label = (thin | thick).astype(np.uint8)
+    hu = ndimage.gaussian_filter(np.where(label > 0, 350.0, -850.0), 0.8).astype(np.float32)
+    return hu, label
+
+
+def test_thin_branches_are_told_from_thick_ones() -> None:
+    _, label = two_tubes_in_lung()
+    thin = thin_branch_voxels(label, 2.5)
+    _, ys, xs = np.nonzero(thin)
+    assert thin.any() and np.all(np.hypot(ys - 10, xs - 10) < 3)  # the thin tube only ...
+    assert thin[:, 10, 10].all()  # ... along its whole length (the patch border is not its wall)
+    assert not thin_branch_voxels(np.zeros_like(label), 2.5).any()
+
+
+def test_occlusions_darken_a_stretch_of_a_thin_branch_with_its_partial_volume_and_nothing_else() -> None:
+    hu, label = two_tubes_in_lung()
+    before = hu.copy()
+    plan = Augmentation(occlusions=(1, 1), occlusion_radius_vox=(4.0, 4.0), defect_hu=(50.0, 50.0))
+    occluded = implant_occlusions(hu, label, plan, np.random.default_rng(2))
+    _, ys, xs = np.nonzero(occluded)
+    assert occluded.any() and np.all(np.hypot(ys - 10, xs - 10) < 4)  # on the thin branch and its wall
+    changed = hu != before
+    assert changed.any() and not changed[:, 15:, 15:].any()  # the thick tube and the lung round it are as they were
+    zs = np.unique(np.nonzero(occluded)[0])
+    middle = int(np.median(zs))
+    lumen = np.percentile(before[label > 0], 90)
+    share = (before[middle, 10, 10] + 850.0) / (lumen + 850.0)  # the axis voxel's contrast share
+    loss = before[middle, 10, 10] - hu[middle, 10, 10]
+    assert 0.8 * share * (lumen - 50.0) < loss <= share * (lumen - 50.0) + 1e-3  # contrast becomes clot there
+    wall = (label == 0) & occluded
+    assert wall.any() and np.all(hu[wall] <= before[wall]) and np.all(hu[wall] >= -850.0 - 1e-3)
+    far = np.setdiff1d(np.arange(24), np.arange(zs.min() - 3, zs.max() + 4))
+    np.testing.assert_array_equal(hu[far], before[far])  # the branch is patent above and below the stretch
+    flat = np.full((6, 8, 8), -850.0, dtype=np.float32)
+    assert not implant_occlusions(flat, np.zeros((6, 8, 8), np.uint8), plan, np.random.default_rng(0)).any()
 
 
 @pytest.mark.slow

@@ -122,9 +122,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=2, help="per process")
     p.add_argument("--patch", type=int, nargs=3, default=(64, 64, 64), metavar=("Z", "Y", "X"))
     p.add_argument("--artery-fraction", type=float, default=0.6, help="share of patches centred on artery")
-    p.add_argument("--augmentation", choices=tuple(AUGMENTATIONS), default="anatomy",
+    p.add_argument("--augmentation", choices=tuple(AUGMENTATIONS), default="occlusion",
                    help="light: x flips, HU scale/shift, noise; anatomy: light plus synthetic filling defects in "
-                        "the lumen and brighter non-arterial vessels (see training.artery.augment); none: off")
+                        "the lumen and brighter non-arterial vessels; occlusion: anatomy plus occluded stretches "
+                        "of thin branches (see training.artery.augment); none: off")
     p.add_argument("--init-weights", type=Path,
                    help="start from this model folder's weights (fine-tuning; not with --resume)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine to 2%%)")
