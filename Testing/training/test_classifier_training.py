@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from toy_cohort import write_toy_cohort
 
 from PELabelUpLib.models.folder import load_model
@@ -67,3 +68,22 @@ def test_classifier_learns_the_toy_cohort(a_toy_cohort, tmp_path, supervision):
     training = json.loads((tmp_path / "run" / "model" / "metadata.json").read_text())["training"]
     assert training["supervision"] == supervision
     assert (training["cohort"], training["val_cohort"], training["out"]) == (train.name, val.name, "run")  # names only
+
+
+def test_group_norm_is_a_trainer_option(a_toy_cohort, tmp_path):
+    train, _ = a_toy_cohort
+    code = main(["--cohort", str(train), "--out", str(tmp_path / "run"), "--epochs", "1", "--samples-per-epoch", "32",
+                 "--batch-size", "8", "--norm", "group", *SMALL])
+    assert code == 0
+    network, metadata = load_model(tmp_path / "run" / "model")
+    assert metadata["network"]["kwargs"]["norm"] == "group"
+    kinds = {type(m) for m in network.modules()}
+    assert torch.nn.GroupNorm in kinds and torch.nn.BatchNorm2d not in kinds
+    # a slice's output does not depend on the other slices of its batch
+    torch.manual_seed(0)
+    batch = torch.rand(4, SliceSpec(pixel_mm=1.0, size_px=48).channels, 48, 48)
+    network.train()  # training mode: BatchNorm would mix the batch's statistics, GroupNorm does not
+    for module in network.modules():
+        if isinstance(module, torch.nn.Dropout | torch.nn.Dropout2d):
+            module.eval()
+    np.testing.assert_allclose(network(batch)[:1].detach().numpy(), network(batch[:1]).detach().numpy(), atol=1e-5)

@@ -74,6 +74,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--top-mm", type=float, default=10.0, help="study aggregation length (mm)")
     p.add_argument("--widths", type=int, nargs=4, default=(16, 32, 64, 96))
+    p.add_argument("--norm", choices=("batch", "group"), default="batch",
+                   help="batch: BatchNorm (the bundled model); group: GroupNorm, whose results do not depend on "
+                        "the batch, so a torchrun run matches one process exactly")
     p.add_argument("--pixel-mm", type=float, default=SliceSpec.pixel_mm, help="in-plane pixel of the input (mm)")
     p.add_argument("--size-px", type=int, default=SliceSpec.size_px, help="side of the square input (pixels)")
     p.add_argument("--seed", type=int, default=0)
@@ -168,7 +171,8 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
         loader = make_loader(dataset, args.batch_size, shuffle=True, seed=args.seed, ctx=ctx)
         compute_loss = StudyBagLoss(train_studies, spec, args.top_mm)
 
-    network_spec = {"name": "SliceClassifier", "kwargs": {"in_channels": spec.channels, "widths": list(args.widths)}}
+    network_spec = {"name": "SliceClassifier", "kwargs": {"in_channels": spec.channels, "widths": list(args.widths),
+                                                       "norm": args.norm}}
     model = build_network(network_spec).to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(loader),
