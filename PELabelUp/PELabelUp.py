@@ -28,6 +28,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from PELabelUpLib.explain.registry import DEFAULT_EXPLAINER
 from PELabelUpLib.slicer_process import missing_requirements
 from PELabelUpQt.analysis_runner import AnalysisRunner
 from PELabelUpQt.choices import ChoiceBoxes, Device, Explainer
@@ -72,7 +73,7 @@ class PELabelUpParameterNode:
 
     inputVolume: vtkMRMLScalarVolumeNode
     device: Device = Device.auto
-    explainer: Explainer
+    explainer: Explainer = Explainer(DEFAULT_EXPLAINER)
     segmenterVersion: str = ""
     heatmapThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.2
     heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
@@ -284,7 +285,7 @@ class PELabelUpLogic(ScriptedLoadableModuleLogic):
     def is_running(self) -> bool:
         return self._runner.is_running
 
-    def analyze_async(self, input_volume, *, output_folder=None, device: str = "auto", explainer: str = "gradcam",
+    def analyze_async(self, input_volume, *, output_folder=None, device: str = "auto", explainer: str = DEFAULT_EXPLAINER,
                       model_versions=None, models_dir=None, on_progress=None, on_finished=None) -> Path:
         """Start ``pelabelup analyze`` on ``input_volume`` in a child process and return its output folder.
 

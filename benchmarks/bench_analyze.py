@@ -112,7 +112,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, nargs=3, default=(512, 512, 300), metavar=("X", "Y", "Z"))
     parser.add_argument("--spacing", type=float, nargs=3, default=(0.7, 0.7, 1.0), metavar=("X", "Y", "Z"))
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
-    parser.add_argument("--explainer", default="gradcam")
+    parser.add_argument("--explainer", default=LabelUpSettings.explainer)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--models-dir", type=Path, default=None, help="models folder (default: the bundled one)")
     parser.add_argument("--with-segmenter", action="store_true",

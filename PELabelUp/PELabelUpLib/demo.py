@@ -22,6 +22,7 @@ from .analysis.outputs import OUTPUT_FILES
 from .analysis.progress import Progress
 from .analysis.run import analyze
 from .evaluate import dice, lesion_detection
+from .explain.registry import DEFAULT_EXPLAINER
 from .io import load_ct, read_label_file
 from .render import overview_point, render_overview
 from .synthetic.cohort import write_case_nifti
@@ -63,7 +64,7 @@ def make_sample_case(out_dir: str | Path, *, seed: int = DEMO_SEED) -> Path:
     return write_case_nifti(generate_phantom(seed, **DEMO_OVERRIDES), out)
 
 
-def run_demo(out_dir: str | Path, *, seed: int = DEMO_SEED, device: str = "auto", explainer: str = "gradcam",
+def run_demo(out_dir: str | Path, *, seed: int = DEMO_SEED, device: str = "auto", explainer: str = DEFAULT_EXPLAINER,
              models_dir: str | Path | None = None, progress: Progress | None = None) -> DemoResult:
     """Make the sample case, analyse it with the bundled models and draw the overview.
 

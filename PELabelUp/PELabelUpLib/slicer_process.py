@@ -31,7 +31,7 @@ from typing import IO, Literal
 
 from .analysis.interrupt import EXIT_TERMINATED
 from .analysis.progress import ProgressEvent, parse_progress_line
-from .explain.registry import explainer_names
+from .explain.registry import DEFAULT_EXPLAINER, explainer_names
 from .models.registry import MODEL_TASKS
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def build_analyze_command(
     *,
     python_executable: str | Path,
     device: str = "auto",
-    explainer: str = "gradcam",
+    explainer: str = DEFAULT_EXPLAINER,
     model_versions: Mapping[str, str] | None = None,
     models_dir: str | Path | None = None,
     base_env: Mapping[str, str] | None = None,

@@ -18,6 +18,7 @@ from analysis_helpers import CLOT_SLICES, add_segmenter, make_models_dir, run_cl
 from PELabelUpLib.analysis.progress import parse_progress_line
 from PELabelUpLib.analysis.run import analyze
 from PELabelUpLib.evaluate import dice
+from PELabelUpLib.explain.registry import DEFAULT_EXPLAINER
 from PELabelUpLib.geometry import Geometry
 from PELabelUpLib.io import load_ct
 from PELabelUpLib.labelup.pipeline import LabelUpSettings
@@ -106,7 +107,7 @@ def test_result_json_records_probabilities_emboli_models_and_timings(a_cli_run, 
     timings = record["timings_s"]
     assert {"models", "load", "arteries", "classifier", "explain_and_pseudomask", "segmenter", "write"} <= set(timings)
     assert timings["total"] == pytest.approx(sum(v for k, v in timings.items() if k != "total"), abs=0.01)
-    assert record["settings"]["explainer"] == "gradcam" and record["format"] == 1
+    assert record["settings"]["explainer"] == DEFAULT_EXPLAINER and record["format"] == 1
 
 
 def test_seg_nrrd_holds_the_three_masks_exactly(a_cli_run, a_clot_study):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import InputError
+from ..explain.registry import DEFAULT_EXPLAINER
 from ..io import load_ct
 from ..io.dicom_scan import is_dicom_candidate
 from ..io.image_files import image_extension
@@ -141,7 +142,7 @@ def rank_share(count: int, rank: int, world_size: int) -> list[int]:
 
 
 def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: str = "auto",
-                  explainer: str = "gradcam", models_dir: str | Path | None = None,
+                  explainer: str = DEFAULT_EXPLAINER, models_dir: str | Path | None = None,
                   progress: Progress | None = None, model_versions: dict[str, str] | None = None,
                   settings: LabelUpSettings | None = None, rank: int | None = None,
                   world_size: int | None = None) -> list[BatchItem]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..explain.registry import explainer_names
+from ..explain.registry import DEFAULT_EXPLAINER, explainer_names
 from ..io import load_ct
 from ..labelup.pipeline import LabelUpResult, LabelUpSettings, label_up_case
 from ..pseudomask import components, describe_emboli
@@ -118,7 +118,7 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
     return out
 
 
-def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto", explainer: str = "gradcam",
+def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto", explainer: str = DEFAULT_EXPLAINER,
             models_dir: str | Path | None = None, progress: Progress | None = None,
             model_versions: dict[str, str] | None = None, settings: LabelUpSettings | None = None) -> Path:
     """Analyse one CT: write the output folder ``out_dir`` (see the module docstring) and return it.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..analysis.interrupt import EXIT_TERMINATED, Terminated, sigterm_raises
 from ..analysis.progress import HumanProgress, JsonLinesProgress
-from ..explain.registry import explainer_names
+from ..explain.registry import DEFAULT_EXPLAINER, explainer_names
 from ..models.registry import MODEL_TASKS, MODELS_DIR_ENV
 
 HELP = "detect emboli in a CT: PE probability, heatmap, pseudo-mask, segmentation and a Slicer .seg.nrrd"
@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                            "parent of one folder per input)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA with mixed precision when available, else CPU (default: auto)")
-    p.add_argument("--explainer", choices=explainer_names(), default="gradcam",
+    p.add_argument("--explainer", choices=explainer_names(), default=DEFAULT_EXPLAINER,
                    help="explanation method that selects the pseudo-mask (default: gradcam)")
     p.add_argument("--progress", choices=("json", "human", "none"), default="human",
                    help="json: JSON lines on stdout; human: a progress bar on stderr when it is a terminal "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..analysis.progress import HumanProgress
 from ..demo import run_demo
+from ..explain.registry import DEFAULT_EXPLAINER, explainer_names
 
 HELP = ("analyse the embedded sample case (a synthetic CTPA study with four emboli) with the bundled models and "
         "draw a PNG overview")
@@ -18,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default: demo-output)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when available, else the CPU (default)")
-    p.add_argument("--explainer", choices=("gradcam", "gradcampp", "ig"), default="gradcam")
+    p.add_argument("--explainer", choices=explainer_names(), default=DEFAULT_EXPLAINER)
     p.set_defaults(run=run)
 
 

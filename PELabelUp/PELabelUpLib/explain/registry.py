@@ -57,6 +57,14 @@ EXPLAINERS: MappingProxyType[str, ExplainerSpec] = MappingProxyType(
 )
 
 
+#: what the chain explains with unless told otherwise. Grad-CAM++ selected the same emboli with fewer false
+#: components on held-out phantoms (README, "What each part adds"), but its weights assume non-negative
+#: activations and the default layer (the last convolution, before its norm and ReLU) is signed: on a
+#: detector whose layer is mostly negative it lights the wrong pixels. Grad-CAM stays the
+#: default until Grad-CAM++ explains a post-activation layer.
+DEFAULT_EXPLAINER = "gradcam"
+
+
 def explainer_names() -> tuple[str, ...]:
     """Registry keys in display order."""
     return tuple(EXPLAINERS)

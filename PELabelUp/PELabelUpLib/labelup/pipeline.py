@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..explain.registry import get_explainer
+from ..explain.registry import DEFAULT_EXPLAINER, get_explainer
 from ..models.artery import predict_artery_territory
 from ..models.slices import SliceSpec, build_slice_stack, study_probability
 from ..preprocessing import CropBox, crop_geometry, mask_box
@@ -56,7 +56,7 @@ class LabelUpSettings:
         study_top_mm: z extent of the top slices averaged into the study probability.
     """
 
-    explainer: str = "gradcam"
+    explainer: str = DEFAULT_EXPLAINER
     explain_min_probability: float = 0.3
     heat_low: float = 0.25
     heat_high: float = 0.5
