@@ -295,4 +295,6 @@ def test_mask_box_is_the_nonzero_extent_grown_and_clipped():
     grown = mask_box(mask, margin_voxels=3)
     assert (grown.start_zyx, grown.stop_zyx) == ((0, 2, 0), (7, 9, 6))  # clipped at the array's edges
     assert mask[box.slices].sum() == mask.sum()
+    per_axis = mask_box(mask, margin_voxels=(1, 0, 5))  # one margin per axis (Z, Y, X)
+    assert (per_axis.start_zyx, per_axis.stop_zyx) == ((1, 5, 0), (5, 6, 8))
     assert mask_box(np.zeros((3, 3, 3))) is None

@@ -39,7 +39,6 @@ from PELabelUpLib.synthetic.phantom import generate_phantom
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "images" / "slicer_scene.png"
 SEED = 3
-HEAT_SIGMA_MM = 3.0
 HEAT_THRESHOLD = 0.15
 HEAT_OPACITY = 0.55
 ZOOM_FOV_MM = 100.0

@@ -24,6 +24,7 @@ from .analysis.run import analyze
 from .evaluate import dice, lesion_detection
 from .explain.registry import DEFAULT_EXPLAINER
 from .io import load_ct, read_label_file
+from .pseudomask import emboli_count
 from .render import overview_point, render_overview
 from .synthetic.cohort import write_case_nifti
 from .synthetic.phantom import generate_phantom
@@ -101,7 +102,7 @@ def _summarise(folder: Path, analysis: Path) -> DemoResult:
                          "PE pseudo-mask": maps["pseudomask"], f"PE segmentation ({source})": maps["segmentation"]},
                     overview, heatmap=heatmap, point_zyx=overview_point(truth.shape, {"emboli": truth}),
                     title=f"{folder.name}: PE probability {record['pe_probability']:.2f}, "
-                          f"{_emboli(found)} segmented, touching {detected} of {n_true} true")
+                          f"{emboli_count(found)} segmented, touching {detected} of {n_true} true")
     return DemoResult(folder=folder, ct=folder / "ct.nii.gz", analysis=analysis, overview=overview,
                       pe_probability=float(record["pe_probability"]), emboli_found=found,
                       emboli_true=int(n_true), emboli_detected=detected, dice_pseudomask=dice(maps["pseudomask"], truth > 0),
@@ -109,5 +110,3 @@ def _summarise(folder: Path, analysis: Path) -> DemoResult:
                       seconds=float(record.get("timings_s", {}).get("total", 0.0)))
 
 
-def _emboli(n: int) -> str:
-    return f"{n} embol{'us' if n == 1 else 'i'}"

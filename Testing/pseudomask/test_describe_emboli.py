@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from PELabelUpLib.geometry import Geometry
-from PELabelUpLib.pseudomask import describe_emboli
+from PELabelUpLib.pseudomask import describe_emboli, emboli_count
 
 
 @pytest.fixture
@@ -72,3 +72,7 @@ def test_pseudomask_imports_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_emboli_are_counted_in_words():
+    assert [emboli_count(n) for n in (0, 1, 2)] == ["0 emboli", "1 embolus", "2 emboli"]

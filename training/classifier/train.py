@@ -202,10 +202,10 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
                       "masked to the dilated artery territory, then the territory of slice k",
             "outputs": "(N, 1) logit of pe_present_on_image",
             "requires": {"artery_model": artery_info, "territory": "gt" if artery_info is None else "model"},
-            "training": portable_config(config_json, PATH_ARGUMENTS) | {"precision": precision.name, "epochs_done": result.state.epoch,
-                                      "steps": result.state.step, "samples_per_s": round(result.samples_per_s, 1),
-                                      "studies": len(train_studies), "slices": n_slices, "positive_slices": n_pos,
-                                      "seconds": round(time.perf_counter() - started, 1)},
+            "training": portable_config(config_json, PATH_ARGUMENTS) | {
+                "precision": precision.name, "epochs_done": result.state.epoch, "steps": result.state.step,
+                "samples_per_s": round(result.samples_per_s, 1), "studies": len(train_studies), "slices": n_slices,
+                "positive_slices": n_pos, "seconds": round(time.perf_counter() - started, 1)},
             "metrics": {k: v for k, v in last.items() if k.startswith("val_")},
             "changelog": [f"{args.version}: slice classifier trained with {args.supervision} labels"],
         }

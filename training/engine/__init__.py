@@ -42,8 +42,8 @@ __all__ = [
     "BEST_CHECKPOINT", "CHECKPOINT_DIR", "EPOCHS_CSV", "LAST_CHECKPOINT", "STEPS_CSV",
     "CsvLogger", "DistContext", "EarlyStopping", "FitConfig", "FitResult", "Means", "Precision", "Progress",
     "ResumableDistributedSampler", "Resumed", "ShardSampler", "TrainState", "WeightedDistributedSampler",
-    "all_gather_objects", "portable_config", "run_config", "all_reduce_mean", "all_reduce_sum", "barrier", "capture_rng_state", "cleanup",
-    "configure_determinism", "fit", "load_checkpoint", "make_loader", "make_precision", "read_csv",
-    "restore_rng_state", "resume", "save_checkpoint", "seed_everything", "set_loader_epoch", "setup_distributed",
-    "setup_logging", "unwrap_model", "wrap_ddp",
+    "all_gather_objects", "all_reduce_mean", "all_reduce_sum", "barrier", "capture_rng_state", "cleanup",
+    "configure_determinism", "fit", "load_checkpoint", "make_loader", "make_precision", "portable_config", "read_csv",
+    "restore_rng_state", "resume", "run_config", "save_checkpoint", "seed_everything", "set_loader_epoch",
+    "setup_distributed", "setup_logging", "unwrap_model", "wrap_ddp",
 ]

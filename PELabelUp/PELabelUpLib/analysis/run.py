@@ -25,7 +25,7 @@ from .. import __version__
 from ..explain.registry import DEFAULT_EXPLAINER, explainer_names
 from ..io import load_ct
 from ..labelup.pipeline import LabelUpResult, LabelUpSettings, label_up_case
-from ..pseudomask import components, describe_emboli
+from ..pseudomask import components, describe_emboli, emboli_count
 from ..volume import CTVolume
 from .device import describe_device, resolve_device
 from .model_set import AnalysisModels, load_analysis_models
@@ -113,7 +113,7 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
     out, _ = write_analysis_outputs(out_dir, volume, result, settings, segmentation=segmentation,
                                     segmentation_source=source, record_extra=record_extra, progress=progress)
     n = len(result.emboli)
-    progress("done", 1.0, f"PE probability {result.study_probability:.3f}, {n} embol{'us' if n == 1 else 'i'}; "
+    progress("done", 1.0, f"PE probability {result.study_probability:.3f}, {emboli_count(n)}; "
                           f"wrote {out}")
     return out
 

@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA with mixed precision when available, else CPU (default: auto)")
     p.add_argument("--explainer", choices=explainer_names(), default=DEFAULT_EXPLAINER,
-                   help="explanation method that selects the pseudo-mask (default: gradcam)")
+                   help=f"explanation method that selects the pseudo-mask (default: {DEFAULT_EXPLAINER})")
     p.add_argument("--progress", choices=("json", "human", "none"), default="human",
                    help="json: JSON lines on stdout; human: a progress bar on stderr when it is a terminal "
                         "(default); none")
@@ -60,9 +60,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _summary(out: Path) -> str:
     import json
 
+    from ..pseudomask.describe import emboli_count
+
     record = json.loads((out / "result.json").read_text())
     n = len([e for e in record["emboli"] if e["source"] == "pseudomask"])
-    return (f"PE probability {record['pe_probability']:.3f}; {n} embol{'us' if n == 1 else 'i'} in the pseudo-mask; "
+    return (f"PE probability {record['pe_probability']:.3f}; {emboli_count(n)} in the pseudo-mask; "
             f"segmentation: {record['segmentation_source']}; device {record['device']['device']}; outputs in {out}")
 
 

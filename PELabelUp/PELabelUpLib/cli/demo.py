@@ -9,6 +9,7 @@ from pathlib import Path
 from ..analysis.progress import HumanProgress
 from ..demo import run_demo
 from ..explain.registry import DEFAULT_EXPLAINER, explainer_names
+from ..pseudomask.describe import emboli_count
 
 HELP = ("analyse the embedded sample case (a synthetic CTPA study with four emboli) with the bundled models and "
         "draw a PNG overview")
@@ -28,8 +29,7 @@ def run(args: argparse.Namespace) -> int:
     analysis = result.analysis
     print(f"sample case: {result.folder}  (CT ct.nii.gz; ground truth emboli.nii.gz, arteries.nii.gz, case.json)")
     print(f"analysis:    {analysis}  ({result.seconds:.0f} s)")
-    found = f"{result.emboli_found} embol{'us' if result.emboli_found == 1 else 'i'}"
-    print(f"  PE probability {result.pe_probability:.3f}; {found} segmented, touching {result.emboli_detected} of the "
+    print(f"  PE probability {result.pe_probability:.3f}; {emboli_count(result.emboli_found)} segmented, touching {result.emboli_detected} of the "
           f"{result.emboli_true} true emboli")
     print(f"  Dice against the ground truth: pseudo-mask {result.dice_pseudomask:.2f}, "
           f"segmentation {result.dice_segmentation:.2f} ({result.segmentation_source})")

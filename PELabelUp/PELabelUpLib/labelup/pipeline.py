@@ -27,6 +27,7 @@ from ..pseudomask import (
     candidate_clot_voxels,
     components,
     describe_emboli,
+    emboli_count,
     erode_territory,
     iterative_pseudomask,
     lumen_median_hu,
@@ -174,7 +175,7 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
             stop_reason = "study_negative"
             log.info("study probability %.3f < %.2f: no pseudo-mask", study_p, settings.min_study_probability)
     timings["explain_and_pseudomask"] = time.perf_counter() - t0
-    progress("pseudomask", 0.95, f"{len(emboli)} embol{'us' if len(emboli) == 1 else 'i'} found")
+    progress("pseudomask", 0.95, f"{emboli_count(len(emboli))} found")
     return LabelUpResult(territory=territory, slice_probabilities=probs, study_probability=study_p,
                          heatmap=heatmap, pseudomask=pseudomask, emboli=emboli, rounds=rounds,
                          stop_reason=stop_reason, timings_s=timings)

@@ -124,18 +124,13 @@ def dilate_mm(mask: np.ndarray, spacing_mm: tuple[float, float, float], radius_m
     Works on the mask's bounding box plus the radius only, so its cost follows the territory, not the scan.
     """
     grown = np.asarray(mask) != 0
-    if radius_mm <= 0 or not grown.any():
-        return grown
     sampling_zyx = (float(spacing_mm[2]), float(spacing_mm[1]), float(spacing_mm[0]))
-    grown_box = mask_box(grown)
-    start, stop = grown_box.start_zyx, grown_box.stop_zyx
-    pad = [int(math.ceil(radius_mm / s)) for s in sampling_zyx]
-    lo = [max(0, a - p) for a, p in zip(start, pad, strict=True)]
-    hi = [min(n, b + p) for b, p, n in zip(stop, pad, grown.shape, strict=True)]
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    distance = ndimage.distance_transform_edt(~grown[box], sampling=sampling_zyx)
+    box = mask_box(grown, margin_voxels=[int(math.ceil(radius_mm / s)) for s in sampling_zyx]) if radius_mm > 0 else None
+    if box is None:
+        return grown
+    distance = ndimage.distance_transform_edt(~grown[box.slices], sampling=sampling_zyx)
     out = np.zeros_like(grown)
-    out[box] = distance <= radius_mm
+    out[box.slices] = distance <= radius_mm
     return out
 
 
@@ -165,14 +160,9 @@ def prepare_segmenter_input(volume: CTVolume, territory: np.ndarray,
         raise ValueError(f"territory shape {territory.shape} differs from the volume's {volume.hu.shape}")
     geometry = volume.geometry
     allowed = dilate_mm(territory, geometry.spacing_mm, prep.territory_dilation_mm)
-    if not allowed.any():
+    box = mask_box(allowed, margin_voxels=[int(math.ceil(prep.context_mm / s)) for s in geometry.spacing_mm[::-1]])
+    if box is None:
         return None
-    allowed_box = mask_box(allowed)
-    start, stop = allowed_box.start_zyx, allowed_box.stop_zyx
-    margin_zyx = [int(math.ceil(prep.context_mm / s)) for s in geometry.spacing_mm[::-1]]
-    box = CropBox(start_zyx=tuple(max(0, a - m) for a, m in zip(start, margin_zyx, strict=True)),
-                  stop_zyx=tuple(min(n, b + m) for b, m, n in zip(stop, margin_zyx, volume.hu.shape, strict=True)),
-                  full_shape_zyx=tuple(volume.hu.shape))
     box_geometry = crop_geometry(geometry, box)
     cut = CTVolume(hu=np.ascontiguousarray(volume.hu[box.slices]), geometry=box_geometry, source=volume.source)
     work = resample_like(cut, None, working_geometry(box_geometry, prep.spacing_mm), "linear", default_value=AIR_HU)

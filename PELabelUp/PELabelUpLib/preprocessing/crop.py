@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,15 +88,16 @@ def uncrop(array: np.ndarray, crop_box: CropBox, full_shape: tuple[int, ...] | N
     return out
 
 
-def mask_box(mask: np.ndarray, margin_voxels: int = 0) -> CropBox | None:
-    """Bounding box ``(Z, Y, X)`` of the nonzero voxels of ``mask`` grown by ``margin_voxels`` and clipped to the
-    array; ``None`` when the mask is empty."""
+def mask_box(mask: np.ndarray, margin_voxels: int | Sequence[int] = 0) -> CropBox | None:
+    """Bounding box ``(Z, Y, X)`` of the nonzero voxels of ``mask`` grown by ``margin_voxels`` (one number, or one
+    per axis ``(Z, Y, X)``) and clipped to the array; ``None`` when the mask is empty."""
     nonzero = [np.flatnonzero(mask.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
     if any(n.size == 0 for n in nonzero):
         return None
+    margins = (margin_voxels,) * 3 if isinstance(margin_voxels, int | np.integer) else tuple(margin_voxels)
     shape = tuple(int(n) for n in mask.shape)
-    start = tuple(max(0, int(n[0]) - margin_voxels) for n in nonzero)
-    stop = tuple(min(size, int(n[-1]) + 1 + margin_voxels) for n, size in zip(nonzero, shape, strict=True))
+    start = tuple(max(0, int(n[0]) - int(m)) for n, m in zip(nonzero, margins, strict=True))
+    stop = tuple(min(size, int(n[-1]) + 1 + int(m)) for n, m, size in zip(nonzero, margins, shape, strict=True))
     return CropBox(start_zyx=start, stop_zyx=stop, full_shape_zyx=shape)
 
 

@@ -14,7 +14,7 @@ from .candidates import (
     erode_territory,
     lumen_median_hu,
 )
-from .describe import describe_emboli
+from .describe import describe_emboli, emboli_count
 from .hysteresis import hysteresis
 from .iterative import IterativeResult, RoundRecord, iterative_pseudomask, replace_with
 from .selection import Selection, component_peaks, select_components
@@ -28,6 +28,7 @@ __all__ = [
     "component_peaks",
     "components",
     "describe_emboli",
+    "emboli_count",
     "erode_territory",
     "hysteresis",
     "iterative_pseudomask",

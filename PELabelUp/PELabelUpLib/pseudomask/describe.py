@@ -12,6 +12,11 @@ from ..preprocessing.crop import mask_box
 from ._grid import structure
 
 
+def emboli_count(n: int) -> str:
+    """``"1 embolus"``, ``"3 emboli"``: how the CLIs and progress messages count emboli."""
+    return f"{n} embol{'us' if n == 1 else 'i'}"
+
+
 def describe_emboli(mask: np.ndarray, heatmap: np.ndarray | None, geometry: Geometry) -> list[dict[str, Any]]:
     """One dict per embolus (connected component) of ``mask``, in label order.
 
@@ -50,8 +55,7 @@ def describe_emboli(mask: np.ndarray, heatmap: np.ndarray | None, geometry: Geom
         heat_box = np.asarray(heatmap)[box.slices]
         heat = np.where(np.isnan(heat_box), -np.inf, np.asarray(heat_box, dtype=np.float64))
         peaks = ndimage.maximum(heat, labels=labels, index=ids)
-        peak_positions = [np.asarray(p) + offset_zyx.astype(int)
-                          for p in ndimage.maximum_position(heat, labels=labels, index=ids)]
+        peak_positions = np.atleast_2d(ndimage.maximum_position(heat, labels=labels, index=ids)) + np.array(box.start_zyx)
     emboli = []
     for n, label in enumerate(ids):
         entry: dict[str, Any] = {
@@ -68,4 +72,3 @@ def describe_emboli(mask: np.ndarray, heatmap: np.ndarray | None, geometry: Geom
             entry["peak_ijk"] = tuple(int(v) for v in peak_positions[n][::-1])
         emboli.append(entry)
     return emboli
-
