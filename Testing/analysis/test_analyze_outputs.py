@@ -23,6 +23,7 @@ from PELabelUpLib.geometry import Geometry
 from PELabelUpLib.io import load_ct
 from PELabelUpLib.labelup.pipeline import LabelUpSettings
 from PELabelUpLib.models.folder import read_model_folder
+from PELabelUpLib.models.inference import precision_record
 
 IMAGES = {"heatmap.nii.gz": np.float32, "pseudomask.nii.gz": np.uint8, "segmentation.nii.gz": np.uint8,
           "arteries.nii.gz": np.uint8}
@@ -98,7 +99,8 @@ def test_result_json_records_probabilities_emboli_models_and_timings(a_cli_run, 
     assert record["coordinate_system"].startswith("LPS")
     assert 0.5 < embolus["peak_heat"] <= 1.0
     assert record["segmentation_source"] == "pseudomask (no segmenter model)"
-    assert record["device"]["device"] == "cpu" and record["device"]["mixed_precision"] is False
+    assert record["device"]["device"] == "cpu" and record["settings"]["precision"] == "auto"
+    assert record["device"]["precision"] == precision_record("cpu", "auto")
     for model in record["models"]:
         folder = read_model_folder(a_models_dir / model["folder"])
         assert (model["name"], model["version"], model["sha256"]) == \
@@ -196,6 +198,20 @@ def test_a_segmenter_model_makes_the_segmentation(tmp_path, a_nifti_study, a_clo
                      model_versions={"segmenter": "latest"})
     record = json.loads((latest / "result.json").read_text())
     assert [m["folder"] for m in record["models"] if m["task"] == "segmenter"] == ["pelabelup-segmenter@0.0.4-test"]
+
+
+def test_float32_precision_is_recorded_and_finds_the_same_masks(tmp_path, a_nifti_study):
+    models = make_models_dir(tmp_path / "models", segmenter=True)
+    auto = analyze(a_nifti_study, tmp_path / "auto", device="cpu", models_dir=models)
+    full = analyze(a_nifti_study, tmp_path / "full", device="cpu", models_dir=models, precision="float32")
+    record = json.loads((full / "result.json").read_text())
+    assert record["settings"]["precision"] == "float32" and record["device"]["mixed_precision"] is False
+    assert set(record["device"]["precision"].values()) == {"float32"}
+    for name in ("arteries.nii.gz", "pseudomask.nii.gz", "segmentation.nii.gz"):
+        np.testing.assert_array_equal(read_image(full / name)[0], read_image(auto / name)[0], err_msg=name)
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        analyze(a_nifti_study, tmp_path / "bad", device="cpu", models_dir=models, precision="half")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_the_segmentation_follows_the_chain_rules(tmp_path, a_nifti_study):

@@ -28,6 +28,7 @@ from ..io import load_ct
 from ..io.dicom_scan import is_dicom_candidate
 from ..io.image_files import image_extension
 from ..labelup.pipeline import LabelUpSettings
+from ..models.inference import check_precision
 from .device import resolve_device
 from .model_set import load_analysis_models
 from .outputs import is_complete, remove_partial_folders
@@ -142,7 +143,7 @@ def rank_share(count: int, rank: int, world_size: int) -> list[int]:
 
 
 def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: str = "auto",
-                  explainer: str = DEFAULT_EXPLAINER, models_dir: str | Path | None = None,
+                  explainer: str = DEFAULT_EXPLAINER, precision: str = "auto", models_dir: str | Path | None = None,
                   progress: Progress | None = None, model_versions: dict[str, str] | None = None,
                   settings: LabelUpSettings | None = None, rank: int | None = None,
                   world_size: int | None = None) -> list[BatchItem]:
@@ -151,7 +152,7 @@ def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: 
     Args:
         inputs: input paths (see :func:`list_inputs`); their order is sorted for the rank split.
         out_dir: parent of the per-input folders (created).
-        device, explainer, models_dir, model_versions, settings: as for :func:`~.run.analyze`.
+        device, explainer, precision, models_dir, model_versions, settings: as for :func:`~.run.analyze`.
         progress: ``progress(stage, fraction, message)`` over the whole share; an object with a
             ``context`` dict attribute (:class:`~.progress.JsonLinesProgress`) also gets ``input``, ``index``
             and ``total`` of the input in progress (and ``rank`` under torchrun).
@@ -162,7 +163,7 @@ def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: 
 
     Raises:
         InputError: missing or tampered models (before any input is read).
-        ValueError: colliding output names, unknown explainer or device.
+        ValueError: colliding output names, unknown explainer, precision or device.
     """
     env_rank, env_world, local_rank = torchrun_rank()
     rank = env_rank if rank is None else rank
@@ -170,7 +171,8 @@ def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: 
     ordered = sorted(Path(p) for p in inputs)
     names = output_names(ordered)
     share = rank_share(len(ordered), rank, world_size)
-    settings = replace(settings or LabelUpSettings(), explainer=check_explainer(explainer))
+    settings = replace(settings or LabelUpSettings(), explainer=check_explainer(explainer),
+                       precision=check_precision(precision))
     torch_device = resolve_device(device, local_rank=local_rank)
     sink = progress or (lambda stage, fraction, message: None)
     context = getattr(progress, "context", None)

@@ -6,6 +6,8 @@ from typing import Literal
 
 import torch
 
+from ..models.inference import precision_record
+
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
@@ -31,10 +33,16 @@ def resolve_device(choice: str = "auto", *, local_rank: int | None = None) -> to
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
-def describe_device(device: torch.device) -> dict[str, object]:
-    """What ``result.json`` records about the device: name, kind, mixed precision, torch version."""
+def describe_device(device: torch.device, precision: str = "auto") -> dict[str, object]:
+    """What ``result.json`` records about the device: name, kind, precision, torch version.
+
+    ``mixed_precision`` is true when any network ran under autocast; ``precision`` says which dtype each kind
+    of network ran in (:func:`~PELabelUpLib.models.inference.precision_record`).
+    """
+    record = precision_record(device, precision)
     info: dict[str, object] = {"device": str(device), "type": device.type,
-                               "mixed_precision": device.type == "cuda", "torch": torch.__version__}
+                               "mixed_precision": any(v != "float32" for k, v in record.items() if k != "setting"),
+                               "precision": record, "torch": torch.__version__}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
     return info

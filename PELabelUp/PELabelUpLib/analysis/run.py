@@ -25,6 +25,7 @@ from .. import __version__
 from ..explain.registry import DEFAULT_EXPLAINER, explainer_names
 from ..io import load_ct
 from ..labelup.pipeline import LabelUpResult, LabelUpSettings, label_up_case
+from ..models.inference import check_precision
 from ..pseudomask import components, describe_emboli, emboli_count
 from ..volume import CTVolume
 from .device import describe_device, resolve_device
@@ -61,7 +62,7 @@ def _segment(volume: CTVolume, result: LabelUpResult, models: AnalysisModels, de
     from ..models.segmenter import predict_segmentation
 
     mask, _ = predict_segmentation(volume, result.territory, models.segmenter.network, models.segmenter.metadata,
-                                   device=device)
+                                   device=device, precision=settings.precision)
     if mask.shape != volume.hu.shape:
         raise RuntimeError(f"segmenter returned shape {mask.shape}, expected the input's {volume.hu.shape}")
     kept = components(np.asarray(mask) > 0, volume.geometry.spacing_mm, settings.min_volume_mm3)
@@ -77,8 +78,9 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
         volume: the CT (HU, ``(Z, Y, X)``) on its own grid, which every output keeps.
         out_dir: must not exist; written whole or not at all.
         models: loaded by :func:`~.model_set.load_analysis_models` on ``device``.
-        device: where the networks run (CUDA: the networks run under float16 autocast).
-        settings: the label-up chain's thresholds and explainer.
+        device: where the networks run.
+        settings: the label-up chain's thresholds, explainer and precision (mixed precision on CUDA and on CPUs
+            with native bfloat16 unless ``float32``: :mod:`~PELabelUpLib.models.inference`).
         progress: ``progress(stage, fraction, message)``; this call reports 0.10 .. 1.0.
         timings_s: earlier stages' seconds (``models``, ``load``) to record with this call's.
         extra: further ``result.json`` fields (the batch runner adds ``batch``).
@@ -106,7 +108,7 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
         "pelabelup_version": __version__,
         "emboli": emboli,
         "segmentation_source": source,
-        "device": describe_device(device),
+        "device": describe_device(device, settings.precision),
         "models": models.records(),
         "files": dict(OUTPUT_FILES),
     } | (extra or {})
@@ -119,7 +121,7 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
 
 
 def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto", explainer: str = DEFAULT_EXPLAINER,
-            models_dir: str | Path | None = None, progress: Progress | None = None,
+            precision: str = "auto", models_dir: str | Path | None = None, progress: Progress | None = None,
             model_versions: dict[str, str] | None = None, settings: LabelUpSettings | None = None) -> Path:
     """Analyse one CT: write the output folder ``out_dir`` (see the module docstring) and return it.
 
@@ -129,6 +131,8 @@ def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto"
             analysis succeeds.
         device: ``auto`` (CUDA when available, with mixed precision, else the CPU), ``cpu`` or ``cuda``.
         explainer: a registered explainer name (``gradcam``, ``gradcampp``, ``ig``).
+        precision: ``auto`` (mixed precision where the hardware computes it natively) or ``float32``
+            (:mod:`~PELabelUpLib.models.inference`).
         models_dir: the only models folder searched; ``None``: the bundled and user folders (see
             :mod:`~PELabelUpLib.models.registry`).
         progress: ``progress(stage, fraction, message)`` callback; fractions rise from 0 to 1.0.
@@ -138,11 +142,12 @@ def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto"
     Raises:
         InputError: unreadable or non-CT input, a missing or tampered model, an existing ``out_dir``
             (one line each).
-        ValueError: unknown explainer or device, CUDA asked for but absent.
+        ValueError: unknown explainer, precision or device, CUDA asked for but absent.
     """
     progress = progress or _noop
     out = check_output_free(out_dir)
-    settings = replace(settings or LabelUpSettings(), explainer=check_explainer(explainer))
+    settings = replace(settings or LabelUpSettings(), explainer=check_explainer(explainer),
+                       precision=check_precision(precision))
     torch_device = resolve_device(device)
     timings: dict[str, float] = {}
 

@@ -46,6 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto: CUDA with mixed precision when available, else CPU (default: auto)")
     p.add_argument("--explainer", choices=explainer_names(), default=DEFAULT_EXPLAINER,
                    help=f"explanation method that selects the pseudo-mask (default: {DEFAULT_EXPLAINER})")
+    p.add_argument("--precision", choices=("auto", "float32"), default="auto",
+                   help="auto: mixed precision where the hardware computes it natively (float16 on CUDA; bfloat16 "
+                        "for the 3-D networks on CPUs with AMX or AVX512-BF16); float32: full precision "
+                        "everywhere, slower (default: auto)")
     p.add_argument("--progress", choices=("json", "human", "none"), default="human",
                    help="json: JSON lines on stdout; human: a progress bar on stderr when it is a terminal "
                         "(default); none")
@@ -76,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         progress: JsonLinesProgress | HumanProgress = JsonLinesProgress(sys.stdout)
     else:
         progress = HumanProgress(sys.stderr, disable=True if args.progress == "none" else None)  # None: TTY only
-    options = {"device": args.device, "explainer": args.explainer, "models_dir": args.models_dir,
+    options = {"device": args.device, "explainer": args.explainer, "precision": args.precision,
+               "models_dir": args.models_dir,
                "progress": progress, "model_versions": dict(args.model_version)}
     report = sys.stderr if args.progress == "json" else sys.stdout  # stdout carries only JSON lines then
     with sigterm_raises():

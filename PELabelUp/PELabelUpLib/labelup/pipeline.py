@@ -55,6 +55,8 @@ class LabelUpSettings:
         min_study_probability: below this study probability the study reads as negative: the heatmap is
             kept, the pseudo-mask and the emboli list stay empty (the segmentation too, see ``analyze``).
         study_top_mm: z extent of the top slices averaged into the study probability.
+        precision: ``auto`` (mixed precision where the hardware has it natively) or ``float32``; see
+            :mod:`~PELabelUpLib.models.inference`.
     """
 
     explainer: str = DEFAULT_EXPLAINER
@@ -65,6 +67,7 @@ class LabelUpSettings:
     min_volume_mm3: float = 30.0
     min_study_probability: float = 0.5
     study_top_mm: float = 10.0
+    precision: str = "auto"
 
 
 @dataclass
@@ -113,7 +116,8 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
         if artery is None:
             raise ValueError("label_up_case needs an artery model or a territory")
         progress("arteries", 0.05, "segmenting the pulmonary artery territory")
-        territory, _ = predict_artery_territory(volume, artery[0], artery[1], device=device)
+        territory, _ = predict_artery_territory(volume, artery[0], artery[1], device=device,
+                                                precision=settings.precision)
     elif territory.shape != volume.hu.shape:
         raise ValueError(f"territory shape {territory.shape} differs from the volume's {volume.hu.shape}")
     territory = (np.asarray(territory) > 0).astype(np.uint8)
@@ -124,7 +128,7 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
     network, metadata = classifier
     spec = SliceSpec.from_metadata(metadata)
     stack = build_slice_stack(volume.hu, territory, spacing, spec)
-    probs = classify_slices(stack, network, spec, device=device)
+    probs = classify_slices(stack, network, spec, device=device, precision=settings.precision)
     study_p = study_probability(probs, float(spacing[2]), top_mm=settings.study_top_mm)
     timings["classifier"] = time.perf_counter() - t0
 
@@ -152,7 +156,8 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
                 masked = volume.hu.copy()
                 masked[box.slices] = masked_box
                 round_stack = build_slice_stack(masked, territory, spacing, spec)
-                round_probs = classify_slices(round_stack, network, spec, device=device)
+                round_probs = classify_slices(round_stack, network, spec, device=device,
+                                              precision=settings.precision)
             ks = np.flatnonzero(round_probs >= settings.explain_min_probability)
             if ks.size == 0:
                 return np.zeros(box.shape_zyx, dtype=np.float32)

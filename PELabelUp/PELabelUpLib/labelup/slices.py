@@ -9,25 +9,22 @@ import torch
 from torch import nn
 
 from ..explain.base import Explainer
+from ..models.inference import inference_autocast
 from ..models.slices import SliceSpec, SliceStack
-
-
-def _device_type(device: str | torch.device) -> str:
-    return torch.device(device).type
 
 
 @torch.no_grad()
 def classify_slices(stack: SliceStack, network: nn.Module, spec: SliceSpec, *, device: str | torch.device = "cpu",
-                    batch_size: int = 32) -> np.ndarray:
-    """PE probability of every axial slice, ``float32 (Z,)``."""
+                    precision: str = "auto", batch_size: int = 32) -> np.ndarray:
+    """PE probability of every axial slice, ``float32 (Z,)`` (``precision``: float16 autocast on CUDA under
+    ``auto``, float32 on CPU; :mod:`~PELabelUpLib.models.inference`)."""
     network.eval()
     z = stack.image.shape[0]
     out = np.zeros(z, dtype=np.float32)
-    amp = _device_type(device) == "cuda"
     for start in range(0, z, batch_size):
         ks = np.arange(start, min(z, start + batch_size))
         x = torch.from_numpy(stack.batch(ks, spec.context)).to(device)
-        with torch.autocast(device_type=_device_type(device), enabled=amp):
+        with inference_autocast(device, precision, cpu=False):
             logits = network(x)
         out[ks] = torch.sigmoid(logits.float().reshape(len(ks), -1)[:, 0]).cpu().numpy()
     return out

@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..geometry import Geometry
 from ..preprocessing import apply_window, crop_volume, find_chest_box, resample_like, resample_to_spacing
 from ..volume import CTVolume
+from .inference import sliding_window_probability
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +79,13 @@ def artery_input(volume: CTVolume, prep: ArteryPreprocessing) -> tuple[np.ndarra
     return apply_window(work.hu, prep.window_hu).astype(np.float32, copy=False), work.geometry
 
 
-@torch.no_grad()
 def artery_probability(image: np.ndarray, network: nn.Module, prep: ArteryPreprocessing, *,
-                       device: str | torch.device = "cpu", sw_batch_size: int = 2) -> np.ndarray:
-    """Sliding-window probability ``float32 (Z, Y, X)`` of the artery territory on the working grid."""
-    from monai.inferers import sliding_window_inference
-
-    x = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device)
-    roi = tuple(int(r) for r in prep.roi_size)  # MONAI pads volumes smaller than the patch
-    use_amp = torch.device(device).type == "cuda"
-    with torch.autocast(device_type=torch.device(device).type, enabled=use_amp):
-        logits = sliding_window_inference(x, roi_size=roi, sw_batch_size=sw_batch_size, predictor=network,
-                                          overlap=0.25, mode="gaussian")
-    return torch.sigmoid(logits.float())[0, 0].cpu().numpy()
+                       device: str | torch.device = "cpu", precision: str = "auto",
+                       sw_batch_size: int = 2) -> np.ndarray:
+    """Sliding-window probability ``float32 (Z, Y, X)`` of the artery territory on the working grid
+    (``precision``: :mod:`~PELabelUpLib.models.inference`)."""
+    return sliding_window_probability(image[None], network, prep.roi_size, device=device, precision=precision,
+                                      sw_batch_size=sw_batch_size)
 
 
 def keep_main_components(mask: np.ndarray, min_fraction: float) -> np.ndarray:
@@ -123,8 +118,9 @@ def territory_from_probability(prob_work: np.ndarray, work_geometry: Geometry, g
 
 
 def predict_artery_territory(volume: CTVolume, network: nn.Module, metadata: dict[str, Any], *,
-                             device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Artery territory of ``volume`` on its own grid.
+                             device: str | torch.device = "cpu",
+                             precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Artery territory of ``volume`` on its own grid (``precision``: :mod:`~PELabelUpLib.models.inference`).
 
     Returns:
         ``(mask, probability)``: ``uint8 (Z, Y, X)`` 0/1 and ``float32 (Z, Y, X)`` in [0, 1], both exactly on
@@ -132,7 +128,7 @@ def predict_artery_territory(volume: CTVolume, network: nn.Module, metadata: dic
     """
     prep = ArteryPreprocessing.from_metadata(metadata)
     image, work_geometry = artery_input(volume, prep)
-    prob_work = artery_probability(image, network, prep, device=device)
+    prob_work = artery_probability(image, network, prep, device=device, precision=precision)
     del image
     mask, prob = territory_from_probability(prob_work, work_geometry, volume.geometry, prep)
     log.info("artery territory: %d voxels (%.1f ml)", int(mask.sum()),

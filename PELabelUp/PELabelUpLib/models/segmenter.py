@@ -39,6 +39,7 @@ from torch import nn
 from ..geometry import Geometry
 from ..preprocessing import CropBox, apply_window, crop_geometry, mask_box, resample_like
 from ..volume import CTVolume
+from .inference import sliding_window_probability
 
 log = logging.getLogger(__name__)
 
@@ -179,25 +180,21 @@ def segmenter_channels(hu: np.ndarray, territory: np.ndarray, window_hu: tuple[f
     return np.stack([apply_window(hu, tuple(window_hu)), (territory != 0).astype(np.float32)])
 
 
-@torch.no_grad()
 def segmenter_probability(image: np.ndarray, network: nn.Module, prep: SegmenterPreprocessing, *,
-                          device: str | torch.device = "cpu", sw_batch_size: int = 2) -> np.ndarray:
-    """Sliding-window embolus probability ``float32 (Z, Y, X)`` of a ``(2, Z, Y, X)`` input (working grid)."""
-    from monai.inferers import sliding_window_inference
-
+                          device: str | torch.device = "cpu", precision: str = "auto",
+                          sw_batch_size: int = 2) -> np.ndarray:
+    """Sliding-window embolus probability ``float32 (Z, Y, X)`` of a ``(2, Z, Y, X)`` input (working grid;
+    ``precision``: :mod:`~PELabelUpLib.models.inference`)."""
     if image.ndim != 4 or image.shape[0] != len(CHANNELS):
         raise ValueError(f"image must be ({len(CHANNELS)}, Z, Y, X), got {image.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(device)
-    roi = tuple(int(r) for r in prep.roi_size)  # MONAI pads volumes smaller than the patch (with 0: air, outside)
-    device_type = torch.device(device).type
-    with torch.autocast(device_type=device_type, enabled=device_type == "cuda"):
-        logits = sliding_window_inference(x, roi_size=roi, sw_batch_size=sw_batch_size, predictor=network,
-                                          overlap=0.25, mode="gaussian")
-    return torch.sigmoid(logits.float())[0, 0].cpu().numpy()
+    # MONAI pads volumes smaller than the patch (with 0: air, outside)
+    return sliding_window_probability(image, network, prep.roi_size, device=device, precision=precision,
+                                      sw_batch_size=sw_batch_size)
 
 
 def predict_segmentation(volume: CTVolume, territory: np.ndarray, network: nn.Module, metadata: dict[str, Any], *,
-                         device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                         device: str | torch.device = "cpu",
+                         precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Emboli of ``volume`` on its own grid, restricted to the grown artery territory.
 
     Args:
@@ -206,6 +203,7 @@ def predict_segmentation(volume: CTVolume, territory: np.ndarray, network: nn.Mo
             :func:`~PELabelUpLib.models.artery.predict_artery_territory` or corrected by a reader.
         network: the segmenter (``load_model(...)[0]``), in eval mode on ``device``.
         metadata: its model folder metadata (``preprocessing``: :class:`SegmenterPreprocessing`).
+        device, precision: where and how the network runs (:mod:`~PELabelUpLib.models.inference`).
 
     Returns:
         ``(mask, probability)``: ``uint8 (Z, Y, X)`` 0/1 and ``float32 (Z, Y, X)`` in [0, 1], both exactly on
@@ -218,7 +216,7 @@ def predict_segmentation(volume: CTVolume, territory: np.ndarray, network: nn.Mo
         log.warning("empty artery territory: no embolus can be segmented")
         return np.zeros(shape, dtype=np.uint8), np.zeros(shape, dtype=np.float32)
     image = segmenter_channels(prepared.hu, prepared.territory, prep.window_hu)
-    prob_work = segmenter_probability(image, network, prep, device=device)
+    prob_work = segmenter_probability(image, network, prep, device=device, precision=precision)
     prob_box = resample_like(prob_work, prepared.geometry, prepared.box_geometry, "linear", default_value=0.0)
     prob = np.zeros(shape, dtype=np.float32)
     prob[prepared.box.slices] = np.clip(prob_box, 0.0, 1.0)
