@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from PELabelUpLib.models.inference import cpu_has_native_bf16
 from training.engine import (
     CHECKPOINT_DIR,
     EPOCHS_CSV,
@@ -310,12 +311,17 @@ def test_single_process_context_and_reductions(monkeypatch: pytest.MonkeyPatch) 
         setup_distributed(device="cpu")
 
 
-def test_precision_is_full_float_on_cpu() -> None:
+def test_precision_is_full_float_on_cpu_unless_bf16_is_asked_for_where_native() -> None:
     precision = make_precision(torch.device("cpu"))
     assert precision.dtype is None
     assert not precision.scaler.is_enabled()
     with pytest.raises(ValueError, match="needs a CUDA device"):
-        make_precision(torch.device("cpu"), "bf16")
+        make_precision(torch.device("cpu"), "fp16")
+    if cpu_has_native_bf16():
+        assert make_precision(torch.device("cpu"), "bf16").dtype is torch.bfloat16
+    else:
+        with pytest.raises(ValueError, match="needs a CUDA device or a CPU with native bfloat16"):
+            make_precision(torch.device("cpu"), "bf16")
 
 
 def test_seeding_repeats_per_rank_and_differs_across_ranks() -> None:
