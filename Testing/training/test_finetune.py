@@ -85,7 +85,7 @@ def test_finetune_uses_corrections_first_and_writes_a_new_version(a_cohort_with_
                "--labels", f"corrected:{data['corrections']}", f"pseudo:{data['predictions']}",
                "--datastore", str(data["datastore"]),
                "--base-model", str(base), "--out", str(out), "--epochs", "1", "--patches-per-epoch", "4",
-               "--batch-size", "2", "--val-cases", "0", "--device", "cpu", "--threads", "1",
+               "--batch-size", "2", "--val-cases", "0", "--device", "cpu", "--precision", "off", "--threads", "1",
                "--cache-dir", str(tmp_path / "cache")]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -94,6 +94,7 @@ def test_finetune_uses_corrections_first_and_writes_a_new_version(a_cohort_with_
     assert sha256_of(base / "model.pt") == base_sha
     network, metadata = load_model(out)  # sha256-checked
     assert metadata["name"] == "pelabelup-segmenter" and metadata["version"] == "1.1.0"
+    assert metadata["training"]["precision"] == "fp32", "--precision is passed to the trainer"
     assert metadata["parent"] == {"name": "pelabelup-segmenter", "version": "1.0.0", "sha256": base_sha,
                                   "folder": "pelabelup-segmenter"}
     assert metadata["changelog"][0].startswith("1.1.0: fine-tuned from pelabelup-segmenter 1.0.0")
