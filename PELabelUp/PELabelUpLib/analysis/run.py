@@ -6,8 +6,8 @@ Steps (progress stage, overall fraction): ``models`` (find and load, 0-0.05), ``
 Every output lies on the input's exact grid (see :mod:`.outputs`). ``result.json`` holds ``pe_probability``,
 ``slice_probabilities`` (one per axial slice k of the input grid), ``emboli`` (per connected component:
 ``voxels``, ``volume_mm3``, ``centroid_ijk`` (continuous index, (i, j, k) = (x, y, z)), ``centroid_lps_mm``
-(LPS world, mm), ``peak_heat``, ``source``), the models (name, version, sha256), the device, the settings
-and ``timings_s`` per stage.
+(LPS world, mm), ``peak_heat``, ``source``), the models (name, version, sha256), the device (with the dtype
+each kind of network ran in: ``device.precision``), the settings and ``timings_s`` per stage.
 """
 
 from __future__ import annotations
