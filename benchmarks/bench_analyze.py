@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import resource
 import sys
@@ -91,11 +90,10 @@ class StageMemory:
     def _close(self) -> None:
         if self.stage is None:
             return
-        row = self.rows.setdefault(self.stage, {"tracemalloc_peak_mb": float("nan")})
-        if tracemalloc.is_tracing():
-            _, peak = tracemalloc.get_traced_memory()
-            previous = row["tracemalloc_peak_mb"]
-            row["tracemalloc_peak_mb"] = peak / 2**20 if math.isnan(previous) else max(previous, peak / 2**20)
+        tracing = tracemalloc.is_tracing()
+        row = self.rows.setdefault(self.stage, {"tracemalloc_peak_mb": 0.0 if tracing else float("nan")})
+        if tracing:
+            row["tracemalloc_peak_mb"] = max(row["tracemalloc_peak_mb"], tracemalloc.get_traced_memory()[1] / 2**20)
         row["rss_high_water_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if self.cuda:
             row["cuda_peak_mb"] = max(row.get("cuda_peak_mb", 0.0), torch.cuda.max_memory_allocated() / 2**20)

@@ -36,12 +36,13 @@ def resolve_device(choice: str = "auto", *, local_rank: int | None = None) -> to
 def describe_device(device: torch.device, precision: str = "auto") -> dict[str, object]:
     """What ``result.json`` records about the device: name, kind, precision, torch version.
 
-    ``mixed_precision`` is true when any network ran under autocast; ``precision`` says which dtype each kind
-    of network ran in (:func:`~PELabelUpLib.models.inference.precision_record`).
+    ``mixed_precision`` is true when any network ran under autocast (the 3-D networks do whenever one does);
+    ``precision`` says which dtype each kind of network ran in
+    (:func:`~PELabelUpLib.models.inference.precision_record`).
     """
     record = precision_record(device, precision)
     info: dict[str, object] = {"device": str(device), "type": device.type,
-                               "mixed_precision": any(v != "float32" for k, v in record.items() if k != "setting"),
+                               "mixed_precision": record["networks_3d"] != "float32",
                                "precision": record, "torch": torch.__version__}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)

@@ -67,22 +67,28 @@ def autocast_dtype(device: str | torch.device, precision: str = "auto", *, cpu: 
     return None
 
 
-def inference_autocast(device: str | torch.device, precision: str = "auto", *,
-                       cpu: bool = True) -> contextlib.AbstractContextManager:
-    """The autocast context of :func:`autocast_dtype` (a no-op in float32)."""
-    dtype = autocast_dtype(device, precision, cpu=cpu)
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """``"bfloat16"``, ``"float16"``; ``"float32"`` for ``None`` (no autocast)."""
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def autocast_context(device: str | torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``'s kind, or a no-op for ``None`` (the trainers' too)."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
+def inference_autocast(device: str | torch.device, precision: str = "auto", *,
+                       cpu: bool = True) -> contextlib.AbstractContextManager:
+    """The autocast context of :func:`autocast_dtype` (a no-op in float32)."""
+    return autocast_context(device, autocast_dtype(device, precision, cpu=cpu))
+
+
 def precision_record(device: str | torch.device, precision: str = "auto") -> dict[str, str]:
     """What ``result.json`` records: the setting and the dtype each kind of network ran in."""
-    def name(dtype: torch.dtype | None) -> str:
-        return "float32" if dtype is None else str(dtype).removeprefix("torch.")
-
-    return {"setting": precision, "networks_3d": name(autocast_dtype(device, precision)),
-            "classifier": name(autocast_dtype(device, precision, cpu=False))}
+    return {"setting": precision, "networks_3d": dtype_name(autocast_dtype(device, precision)),
+            "classifier": dtype_name(autocast_dtype(device, precision, cpu=False))}
 
 
 def sliding_window_probability(image: np.ndarray, network: nn.Module, roi_size: Sequence[int], *,
@@ -98,10 +104,11 @@ def sliding_window_probability(image: np.ndarray, network: nn.Module, roi_size: 
 
     if image.ndim != 4:
         raise ValueError(f"image must be (C, Z, Y, X), got shape {image.shape}")
+    dtype = autocast_dtype(device, precision)  # resolved once, not per window
     network.to(memory_format=torch.channels_last_3d)
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
-        with inference_autocast(device, precision):
+        with autocast_context(device, dtype):
             return network(window.contiguous(memory_format=torch.channels_last_3d)).float()
 
     with torch.inference_mode():
