@@ -2,7 +2,7 @@
 
     python benchmarks/bench_analyze.py                          # 512x512x300 phantom, CPU, bundled models
     python benchmarks/bench_analyze.py --size 256 256 150 --threads 2 --explainer ig
-    python benchmarks/bench_analyze.py --device cuda            # on a GPU machine (mixed precision)
+    python benchmarks/bench_analyze.py --device cuda --repeat 2 # on a GPU machine (mixed precision); 2nd run warm
     python benchmarks/bench_analyze.py --size 128 128 60 --with-segmenter   # random segmenter too
     python benchmarks/bench_analyze.py --precision float32 --no-tracemalloc  # full precision, clean timings
 
@@ -128,7 +128,11 @@ def main() -> int:
     parser.add_argument("--with-segmenter", action="store_true",
                         help="random models: add a random segmenter (none is bundled yet; it is slow on CPU)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="analyse the study this many times in one process (the table is the last run's)")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -153,18 +157,25 @@ def main() -> int:
             which = "RANDOM-WEIGHT models of the bundled architectures (no bundled models found)"
         print(f"models: {which}; device {args.device}, torch threads {torch.get_num_threads()}")
 
-        memory = StageMemory(cuda=args.device != "cpu" and torch.cuda.is_available())
-        if not args.no_tracemalloc:
-            tracemalloc.start()
-        started = time.perf_counter()
+        cuda = args.device != "cpu" and torch.cuda.is_available()
         # every stage runs whatever the study probability (a study read as negative skips the segmenter)
         settings = LabelUpSettings(min_study_probability=0.0)
-        out = analyze(study, work / "out", device=args.device, explainer=args.explainer, precision=args.precision,
-                      models_dir=models_dir, progress=memory, settings=settings)
-        wall = time.perf_counter() - started
-        tracemalloc.stop()
-        rows = memory.finish()
-        record = json.loads((out / "result.json").read_text())
+        walls = []
+        for run in range(args.repeat):
+            memory = StageMemory(cuda=cuda)
+            if not args.no_tracemalloc:
+                tracemalloc.start()
+            started = time.perf_counter()
+            out = analyze(study, work / f"out{run}", device=args.device, explainer=args.explainer,
+                          precision=args.precision, models_dir=models_dir, progress=memory, settings=settings)
+            walls.append(time.perf_counter() - started)
+            tracemalloc.stop()
+            rows = memory.finish()
+            record = json.loads((out / "result.json").read_text())
+            if args.repeat > 1:
+                print(f"run {run + 1}: {walls[-1]:.1f} s; " + ", ".join(
+                    f"{stage} {seconds:.2f}" for stage, seconds in record["timings_s"].items() if stage != "total"))
+        wall = walls[-1]
 
     timings = record["timings_s"]
     stage_of = {"models": "models", "load": "load", "arteries": "arteries", "classifier": "classifier",
@@ -178,6 +189,8 @@ def main() -> int:
         if memory.cuda:
             line += f"{row.get('cuda_peak_mb', float('nan')):>14.0f}"
         print(line)
+    if len(walls) > 1:
+        print("wall time of each run: " + ", ".join(f"{w:.1f}" for w in walls) + " s (the table: the last run)")
     print(f"{'total (result.json)':<24}{timings['total']:>9.2f}\nwall time of analyze(): {wall:.1f} s; "
           f"PE probability {record['pe_probability']:.3f}, "
           f"{sum(e['source'] == 'pseudomask' for e in record['emboli'])} pseudo-mask emboli; "
