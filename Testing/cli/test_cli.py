@@ -40,6 +40,17 @@ def test_synth_then_info(tmp_path):
     text = run("info", str(case_dirs[0] / "ct.nii.gz"))
     assert text.returncode == 0
     assert "spacing" in text.stdout
+    # a cohort folder made by another generator version is refused in one line, and left as it was
+    record_path = case_dirs[0] / "case.json"
+    record = json.loads(record_path.read_text())
+    record["generator"]["version"] -= 1
+    record_path.write_text(json.dumps(record))
+    again = run("synth", "--out", str(out), "--n", "3", "--seed", "4", "--size-xy", "96", "96",
+                "--slices", "40", "--workers", "1", "--no-progress")
+    assert again.returncode == 2
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert str(record_path) in again.stderr and "generator version" in again.stderr
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 2
 
 
 def test_info_on_missing_file_is_one_clear_line(tmp_path):

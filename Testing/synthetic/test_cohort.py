@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from PELabelUpLib.errors import InputError
 from PELabelUpLib.io import load_ct, read_rspect
-from PELabelUpLib.synthetic.cohort import case_seeds, generate_cohort, plan_cohort
+from PELabelUpLib.synthetic.cohort import GENERATOR_VERSION, case_seeds, generate_cohort, plan_cohort
 
 SMALL = {"size_xy": (96, 96), "n_slices": 48, "spacing_mm": (1.4, 1.4, 2.5)}
 HEX12 = re.compile(r"^[0-9a-f]{12}$")
@@ -72,6 +73,27 @@ def test_rerun_keeps_finished_cases_and_remakes_missing(a_nifti_cohort, tmp_path
     assert (first / "ct.nii.gz").stat().st_mtime_ns == kept_mtime, "a finished case is not rewritten"
     np.testing.assert_array_equal(_read(second / "ct.nii.gz"), reference)
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary folder left behind"
+
+
+@pytest.mark.parametrize("layout", ["nifti", "rspect"])
+@pytest.mark.parametrize("recorded", [None, GENERATOR_VERSION - 1])
+def test_rerun_refuses_cases_of_another_generator_version(tmp_path, layout, recorded):
+    requests = plan_cohort(2, seed=5, overrides=SMALL)
+    generate_cohort(tmp_path, requests[:1], layout=layout, workers=1)
+    (record_path,) = tmp_path.glob("*/case.json") if layout == "nifti" else tmp_path.glob("masks/*/case.json")
+    record = json.loads(record_path.read_text())
+    assert record["generator"]["version"] == GENERATOR_VERSION
+    if recorded is None:
+        del record["generator"]
+    else:
+        record["generator"]["version"] = recorded
+    record_path.write_text(json.dumps(record))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(InputError, match="generator") as refused:
+        generate_cohort(tmp_path, requests, layout=layout, workers=1)
+    assert str(record_path) in str(refused.value)
+    assert ("no version recorded" if recorded is None else f"version {recorded}") in str(refused.value)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before, "nothing was added to the mixed folder"
 
 
 def test_rspect_cohort_reads_back_with_identical_labels(tmp_path):

@@ -16,8 +16,9 @@ examples:
   pelabelup synth --out rspect --n 20 --layout rspect --workers 2
   pelabelup synth --out hybrid --n 0 --hybrid 5 --real-cta path/to/real-cta
 
-Each case is deterministic from --seed. An interrupted run leaves only whole cases; running the same
-command again keeps them and makes the rest.
+Each case is deterministic from --seed and the generator version (recorded in case.json). An interrupted
+run leaves only whole cases; running the same command again keeps them and makes the rest, and refuses a
+folder whose cases another generator version made.
 """
 
 

@@ -13,6 +13,11 @@ Layouts written under ``out_dir``:
 
 Every case is written into a temporary folder and renamed into place, so an interrupted run leaves only
 whole cases; a rerun into the same folder keeps the finished cases and makes the missing ones.
+
+A case is a deterministic function of its seed *and of the generator's code*: ``case.json`` records
+``generator.version`` (:data:`GENERATOR_VERSION`, raised whenever a change of the code changes what a seed
+makes), and a rerun refuses a folder whose cases another version made, so one cohort never mixes two. Cases
+written before the version was recorded have none and are refused the same way.
 """
 
 from __future__ import annotations
@@ -32,9 +37,14 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import io as ctio
+from ..errors import InputError
 from .types import Case
 
 log = logging.getLogger(__name__)
+
+#: Raised whenever a change of the generators changes the case a seed makes (anatomy, arteries, emboli, noise).
+#: Version 2 is the first one recorded; cases without a version came from earlier code.
+GENERATOR_VERSION = 2
 
 Layout = Literal["nifti", "rspect"]
 LAYOUTS: tuple[Layout, ...] = ("nifti", "rspect")
@@ -89,7 +99,17 @@ def case_record(case: Case) -> dict[str, Any]:
         "geometry": {"size": list(g.size), "spacing_mm": list(g.spacing_mm), "origin_lps_mm": list(g.origin_mm),
                      "direction": list(g.direction)},
         "params": case.params,
+        "generator": {"name": "PELabelUp synthetic CTPA", "version": GENERATOR_VERSION},
     }
+
+
+def check_generator_version(record: dict[str, Any], record_path: Path) -> None:
+    """Refuse a finished case that another generator version made (a rerun must not mix versions)."""
+    version = (record.get("generator") or {}).get("version")
+    if version != GENERATOR_VERSION:
+        made_by = "an earlier generator (no version recorded)" if version is None else f"generator version {version}"
+        raise InputError(record_path, f"made by {made_by}, this is version {GENERATOR_VERSION}: "
+                                      "the same seed now makes a different case; write the cohort to a new folder")
 
 
 def _write_masks(case: Case, folder: Path) -> None:
@@ -165,10 +185,13 @@ def _finished_case(out_dir: Path, layout: Layout, case_id: str) -> tuple[dict, l
         record_path = out_dir / case_id / "case.json"
         if not record_path.is_file():
             return None
-        return json.loads(record_path.read_text()), []
+        record = json.loads(record_path.read_text())
+        check_generator_version(record, record_path)
+        return record, []
     for record_path in sorted((out_dir / "masks").glob("*/case.json")):
         record = json.loads(record_path.read_text())
         if record.get("case_id") == case_id and (out_dir / "train" / record["study_uid"]).is_dir():
+            check_generator_version(record, record_path)
             return record, record["train_csv_rows"]
     return None
 
