@@ -33,6 +33,7 @@ from torch.utils.data import TensorDataset
 
 from PELabelUpLib.errors import InputError
 from PELabelUpLib.models.folder import ModelFolder, read_model_folder, save_model_folder, verify_weights
+from PELabelUpLib.precision import TRAINING_PRECISIONS
 from training.engine import (
     CHECKPOINT_DIR,
     LAST_CHECKPOINT,
@@ -138,7 +139,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--positive-fraction", type=float, default=0.5)
     p.add_argument("--balance", action="store_true", help="draw classes equally often (weighted sampler)")
     p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm; 0 turns clipping off")
-    p.add_argument("--precision", choices=("auto", "off", "bf16", "fp16"), default="auto")
+    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--checkpoint-every-steps", type=int)
     p.add_argument("--stop-after-epoch", type=int, help="stop (checkpointed) after this many epochs")

@@ -20,7 +20,6 @@ import numpy as np
 
 from .analysis.outputs import OUTPUT_FILES
 from .analysis.progress import Progress
-from .analysis.run import analyze
 from .evaluate import dice, lesion_detection
 from .explain.registry import DEFAULT_EXPLAINER
 from .io import load_ct, read_label_file
@@ -72,6 +71,8 @@ def run_demo(out_dir: str | Path, *, seed: int = DEMO_SEED, device: str = "auto"
     Raises:
         InputError: a bundled model is missing or its weights do not match their sha256 (one line).
     """
+    from .analysis.run import analyze  # imports torch: not at start-up of the command line
+
     folder = make_sample_case(out_dir, seed=seed)
     analysis = folder / "analysis"
     fresh = folder / f".analysis-new-{os.getpid()}"

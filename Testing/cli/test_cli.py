@@ -25,6 +25,19 @@ def test_help_texts(command):
     assert "usage: pelabelup" in result.stdout
 
 
+def test_command_line_starts_without_torch():
+    """`pelabelup --help`, `info`, `synth`, `evaluate` never pay torch's import; the precision lists are torch-free."""
+    code = ("import sys, PELabelUpLib.cli.main\n"
+            "from PELabelUpLib.precision import INFERENCE_PRECISIONS, TRAINING_PRECISIONS\n"
+            "assert 'torch' not in sys.modules, 'torch loaded'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    analyze_help = run("analyze", "--help").stdout
+    finetune_help = run("finetune", "--help").stdout
+    assert "{auto,float32}" in analyze_help
+    assert "{auto,off,bf16,fp16}" in finetune_help
+
+
 def test_synth_then_info(tmp_path):
     out = tmp_path / "cohort"
     result = run("synth", "--out", str(out), "--n", "2", "--seed", "4", "--size-xy", "96", "96",

@@ -32,6 +32,7 @@ from PELabelUpLib.errors import InputError
 from PELabelUpLib.models.artery import ArteryPreprocessing
 from PELabelUpLib.models.folder import load_model, save_model_folder
 from PELabelUpLib.models.networks import build_network
+from PELabelUpLib.precision import TRAINING_PRECISIONS
 from training.engine import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
@@ -145,7 +146,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("auto", "off", "bf16", "fp16"), default="auto")
+    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto")
     p.add_argument("--version", default="1.0.0", help="model version written into the metadata")
     p.add_argument("--cohort-description", default="", help="how the cohort was made, for the metadata")
     p.add_argument("--stop-after-epoch", type=int, help="stop (checkpointed) after this many epochs")

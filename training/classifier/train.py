@@ -28,6 +28,7 @@ from torch.utils.data import TensorDataset
 from PELabelUpLib.models.folder import load_model, save_model_folder
 from PELabelUpLib.models.networks import build_network
 from PELabelUpLib.models.slices import SliceSpec
+from PELabelUpLib.precision import TRAINING_PRECISIONS
 from training.engine import (
     CHECKPOINT_DIR,
     LAST_CHECKPOINT,
@@ -81,7 +82,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size-px", type=int, default=SliceSpec.size_px, help="side of the square input (pixels)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("auto", "off", "bf16", "fp16"), default="auto")
+    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto")
     p.add_argument("--resume", type=Path, help="checkpoint to continue from")
     p.add_argument("--version", default="0.1.0", help="version written into the model folder")
     p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto")

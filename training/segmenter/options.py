@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from PELabelUpLib.errors import InputError
+from PELabelUpLib.precision import TRAINING_PRECISIONS
 
 from .sources import (
     SegmenterCase,
@@ -52,7 +53,7 @@ def add_training_arguments(p: argparse.ArgumentParser, *, epochs: int, lr: float
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("auto", "off", "bf16", "fp16"), default="auto")
+    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto")
     p.add_argument("--cohort-description", default="", help="how the cohort was made, for the metadata")
     p.add_argument("--stop-after-epoch", type=int, help="stop (checkpointed) after this many epochs")
     p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="lines")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,10 +29,12 @@ from ..errors import InputError
 from ..io import write_volume
 from ..io.seg_nrrd import write_seg_nrrd
 from ..labelup.outputs import write_labelup_outputs
-from ..labelup.pipeline import LabelUpResult, LabelUpSettings
 from ..volume import CTVolume
 from .progress import Progress
 from .segments import analysis_segments
+
+if TYPE_CHECKING:  # the pipeline imports torch; writing outputs does not need it
+    from ..labelup.pipeline import LabelUpResult, LabelUpSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from ..analysis.interrupt import EXIT_TERMINATED, Terminated, sigterm_raises
 from ..analysis.progress import HumanProgress, JsonLinesProgress
 from ..explain.registry import DEFAULT_EXPLAINER, explainer_names
 from ..models.registry import MODEL_TASKS, MODELS_DIR_ENV
+from ..precision import INFERENCE_PRECISIONS
 
 HELP = "detect emboli in a CT: PE probability, heatmap, pseudo-mask, segmentation and a Slicer .seg.nrrd"
 EPILOG = f"""\
@@ -46,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto: CUDA with mixed precision when available, else CPU (default: auto)")
     p.add_argument("--explainer", choices=explainer_names(), default=DEFAULT_EXPLAINER,
                    help=f"explanation method that selects the pseudo-mask (default: {DEFAULT_EXPLAINER})")
-    p.add_argument("--precision", choices=("auto", "float32"), default="auto",
+    p.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
                    help="auto: mixed precision where the hardware computes it natively (float16 on CUDA; bfloat16 "
                         "for the 3-D networks on CPUs with AMX or AVX512-BF16); float32: full precision "
                         "everywhere, slower (default: auto)")

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..datastore import Datastore
 from ..errors import InputError
 from ..models.folder import read_model_folder
+from ..precision import TRAINING_PRECISIONS
 
 HELP = "fine-tune a segmenter on corrected masks (pseudo-masks elsewhere) into a new model version"
 EPILOG = """\
@@ -80,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-cases", type=int, help="cases held out for the per-epoch Dice (default: 2)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", choices=("auto", "off", "bf16", "fp16"),
+    p.add_argument("--precision", choices=TRAINING_PRECISIONS,
                    help="auto: bf16/fp16 on CUDA, float32 on CPU; bf16 also on CPUs with AMX or AVX512-BF16, about "
                         "2.8x faster there (default: auto)")
     p.add_argument("--threads", type=int, help="torch CPU threads")

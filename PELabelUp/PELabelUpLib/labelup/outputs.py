@@ -12,13 +12,15 @@ import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..io import write_volume
 from ..volume import CTVolume
-from .pipeline import LabelUpResult, LabelUpSettings
+
+if TYPE_CHECKING:  # the pipeline imports torch; writing outputs does not need it
+    from .pipeline import LabelUpResult, LabelUpSettings
 
 
 def result_record(result: LabelUpResult, volume: CTVolume, settings: LabelUpSettings,

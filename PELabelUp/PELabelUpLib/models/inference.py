@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-PRECISION_CHOICES: tuple[str, ...] = ("auto", "float32")
+from ..precision import INFERENCE_PRECISIONS as PRECISION_CHOICES
 
 
 def check_precision(precision: str) -> str:
