@@ -45,16 +45,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-rounds", type=int, default=LabelUpSettings.max_rounds, help="iExplain rounds at most")
     p.add_argument("--heat-low", type=float, default=LabelUpSettings.heat_low)
     p.add_argument("--heat-high", type=float, default=LabelUpSettings.heat_high)
+    p.add_argument("--wall-clear-mm", type=_mm_or_off, default=LabelUpSettings.wall_clear_mm,
+                   help="candidates also from the territory's wall where no opacified lumen lies within this many mm "
+                        "(default: off)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--limit", type=int, help="only the first N cases")
     return p.parse_args(argv)
+
+
+def _mm_or_off(text: str) -> float | None:
+    if text.lower() in ("off", "none"):
+        return None
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a distance in mm >= 0 or 'off', got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = replace(LabelUpSettings(), explainer=args.explainer, max_rounds=args.max_rounds,
-                       heat_low=args.heat_low, heat_high=args.heat_high)
+                       heat_low=args.heat_low, heat_high=args.heat_high, wall_clear_mm=args.wall_clear_mm)
     try:
         artery = load_model(args.artery_model, device=args.device)
         classifier = load_model(args.classifier_model, device=args.device)

@@ -65,6 +65,42 @@ def test_without_erosion_the_partial_volume_wall_becomes_candidate(a_tube_phanto
     assert found.sum() == wall.sum() + 48 + 1
 
 
+def test_wall_far_from_contrast_adds_an_occluded_thin_branch(a_tube_phantom):
+    """A one-voxel branch filled with clot is all wall (erosion removes it); with ``wall_clear_mm`` its voxels
+    farther than that from opacified lumen become candidates, while the partial-volume wall of the opacified
+    box stays out (its voxels lie 0.7-1.6 mm from contrast)."""
+    box_hu, box_territory = a_tube_phantom
+    hu = np.full((10, 24, 40), -800, dtype=np.int16)
+    territory = np.zeros(hu.shape, dtype=np.uint8)
+    hu[:, :, :24], territory[:, :, :24] = box_hu, box_territory
+    branch = (5, 12, slice(20, 36))  # leaves the box's wall (x = 19) along x
+    hu[branch], territory[branch] = 50, 1
+    spacing = (0.7, 0.7, 1.25)  # x, y, z: the nearest contrast of a branch voxel is (x - 18) * 0.7 mm away
+    expected = np.zeros(hu.shape, dtype=bool)
+    expected[CLOT] = True
+    expected[BRIGHT_CLOT_EDGE] = True
+    expected[5, 12, 19] = True  # the branch makes this wall voxel interior: it survives the erosion (60 HU)
+    np.testing.assert_array_equal(candidate_clot_voxels(hu, territory, spacing_mm=spacing), expected)
+    expected[5, 12, 21:36] = True  # 2.1 mm and farther
+    found = candidate_clot_voxels(hu, territory, spacing_mm=spacing, wall_clear_mm=2.0)
+    np.testing.assert_array_equal(found, expected)
+    # closer than the box's corners (1.59 mm from contrast): the opacified box's wall corners come in too
+    loose = candidate_clot_voxels(hu, territory, spacing_mm=spacing, wall_clear_mm=1.5)
+    assert loose[1, 4, 4] and loose[8, 19, 19] and not loose[1, 4, 10]
+    with pytest.raises(ValueError, match="wall_clear_mm"):
+        candidate_clot_voxels(hu, territory, spacing_mm=spacing, wall_clear_mm=-1.0)
+
+
+def test_wall_rule_without_any_opacified_voxel_takes_the_whole_wall():
+    hu = np.full((6, 12, 12), -800, dtype=np.int16)
+    territory = np.zeros(hu.shape, dtype=np.uint8)
+    territory[1:5, 4:7, 4:7], hu[1:5, 4:7, 4:7] = 1, 50  # a 3-voxel-wide clot-filled vessel, no contrast at all
+    found = candidate_clot_voxels(hu, territory, spacing_mm=(1.0, 1.0, 1.0), clot_high_hu=150.0, wall_clear_mm=3.0)
+    np.testing.assert_array_equal(found, territory.astype(bool))
+    eroded_only = candidate_clot_voxels(hu, territory, spacing_mm=(1.0, 1.0, 1.0), clot_high_hu=150.0)
+    assert eroded_only.sum() == 2  # the core line that survives one layer of erosion (z = 2, 3)
+
+
 def test_lumen_override_and_explicit_window(a_tube_phantom):
     hu, territory = a_tube_phantom
     poorly_opacified = candidate_clot_voxels(hu, territory, spacing_mm=(1, 1, 1), lumen_hu=100.0)  # < 80 HU

@@ -55,6 +55,10 @@ class LabelUpSettings:
         min_study_probability: below this study probability the study reads as negative: the heatmap is
             kept, the pseudo-mask and the emboli list stay empty (the segmentation too, see ``analyze``).
         study_top_mm: z extent of the top slices averaged into the study probability.
+        wall_clear_mm: candidates also come from the territory's eroded wall where no opacified lumen lies
+            within this many mm (occluded thin branches); ``None`` (the default): from the eroded territory
+            only. Off because it added false components and no detection on the validation cohort; see
+            :mod:`~PELabelUpLib.pseudomask.candidates`.
         precision: ``auto`` (mixed precision where the hardware has it natively) or ``float32``; see
             :mod:`~PELabelUpLib.models.inference`.
     """
@@ -67,6 +71,7 @@ class LabelUpSettings:
     min_volume_mm3: float = 30.0
     min_study_probability: float = 0.5
     study_top_mm: float = 10.0
+    wall_clear_mm: float | None = None
     precision: str = "auto"
 
 
@@ -138,12 +143,15 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
     pseudomask = np.zeros(volume.hu.shape, dtype=np.uint8)
     emboli: list[dict[str, Any]] = []
     rounds, stop_reason = 0, "no_candidates"
-    box = mask_box(territory, margin_voxels=2)
+    # the box's margin must hold the opacified voxels that decide the wall rule
+    margin = 2 if settings.wall_clear_mm is None else max(2, int(np.ceil(settings.wall_clear_mm / min(spacing))) + 1)
+    box = mask_box(territory, margin_voxels=margin)
     if box is not None:
         # candidates, heat and selection live in the territory's bounding box only (time and memory)
         hu_box, territory_box_arr = volume.hu[box.slices], territory[box.slices]
-        candidates = components(candidate_clot_voxels(hu_box, territory_box_arr, spacing_mm=spacing), spacing,
-                                settings.min_volume_mm3)
+        candidates = components(candidate_clot_voxels(hu_box, territory_box_arr, spacing_mm=spacing,
+                                                      wall_clear_mm=settings.wall_clear_mm),
+                                spacing, settings.min_volume_mm3)
         inner = erode_territory(territory_box_arr.astype(bool), spacing, None)
         lumen_hu = lumen_median_hu(hu_box, inner) if inner.any() else 300.0
         explainer = get_explainer(settings.explainer)
