@@ -55,6 +55,7 @@ from training.engine import (
     wrap_ddp,
 )
 from training.engine.cli import log_completed, run_training
+from training.engine.records import optimizer_text, patch_metrics, run_figures
 
 from .augment import AUGMENTATIONS
 from .data import ArteryPatchDataset, fixed_patches, list_cohort_cases, load_working_cases
@@ -192,9 +193,7 @@ def _metadata(args: argparse.Namespace, ctx: DistContext, spec: dict[str, Any], 
               result: FitResult, train_ids: list[str], val_ids: list[str], seconds: float,
               precision: str, init: dict[str, str] | None) -> dict[str, Any]:
     """The model folder's metadata (the core's contract: name, version, task, network, preprocessing, ...)."""
-    history = result.history
-    last = history[-1] if history else {}
-    rates = [float(r["samples_per_s"]) for r in history if r.get("samples_per_s") == r.get("samples_per_s")]
+    figures = run_figures(result, seconds)
     return {
         "name": MODEL_NAME, "version": args.version, "task": "artery", "network": spec,
         "preprocessing": prep.as_metadata(),
@@ -205,19 +204,17 @@ def _metadata(args: argparse.Namespace, ctx: DistContext, spec: dict[str, Any], 
         "training": {
             "cohort": {"names": [c.name for c in args.cohort], "description": args.cohort_description,
                        "train_cases": len(train_ids), "val_cases": val_ids, "labels": "arteries.nii.gz"},
-            "init_weights": init, "seed": args.seed, "epochs": args.epochs, "epochs_done": result.state.epoch,
-            "steps": result.state.step,
+            "init_weights": init, "seed": args.seed, "epochs": args.epochs,
+            "epochs_done": figures["epochs_done"], "steps": figures["steps"],
             "patches_per_epoch": args.patches_per_epoch, "batch_size": args.batch_size,
             "world_size": ctx.world_size, "patch_zyx": list(args.patch), "artery_fraction": args.artery_fraction,
-            "optimizer": f"AdamW lr {args.lr} wd {args.weight_decay}, cosine per step to 2%",
+            "optimizer": optimizer_text(args.lr, args.weight_decay),
             "loss": "soft Dice (batch) + binary cross-entropy",
             "augmentation": {"name": args.augmentation} | asdict(AUGMENTATIONS[args.augmentation]),
             "precision": precision, "device": ctx.device.type, "selected": args.select,
-            "samples_per_s": round(sum(rates) / len(rates), 3) if rates else None,
-            "wall_s": round(seconds, 1),
+            "samples_per_s": figures["samples_per_s"], "wall_s": figures["wall_s"],
         },
-        "metrics": {"val_patch_dice": last.get("val_dice"), "val_patch_loss": last.get("val_loss"),
-                    "best_val_patch_dice": result.state.best_metric},
+        "metrics": patch_metrics(result),
         "changelog": [f"{args.version}: ArteryUNet trained on {len(train_ids)} synthetic phantoms ({args.epochs} "
                       f"epochs of {args.patches_per_epoch} patches, {args.augmentation} augmentation"
                       + (f", from {init['name']} {init['version']})" if init else ")")],

@@ -14,6 +14,7 @@ from typing import Any
 
 from PELabelUpLib.models.segmenter import SegmenterPreprocessing
 from training.engine import FitResult
+from training.engine.records import optimizer_text, patch_metrics, run_figures
 
 from .lineage import BaseModel, lineage
 from .sources import SegmenterCase
@@ -54,9 +55,7 @@ def model_metadata(args: argparse.Namespace, spec: dict[str, Any], prep: Segment
                    augmentation: dict[str, Any], base: BaseModel | None) -> dict[str, Any]:
     """The model folder's metadata; with ``base``, the lineage of a fine-tuned version
     (:func:`~training.segmenter.lineage.lineage`)."""
-    history = result.history
-    last = history[-1] if history else {}
-    rates = [float(r["samples_per_s"]) for r in history if r.get("samples_per_s") == r.get("samples_per_s")]
+    figures = run_figures(result, seconds)
     counts = {k: sum(r["labels"] == k for r in records if r["role"] == "train") for k in ("corrected", "pseudo", "gt")}
     n_train = sum(r["role"] == "train" for r in records)
     label_words = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
@@ -74,16 +73,15 @@ def model_metadata(args: argparse.Namespace, spec: dict[str, Any], prep: Segment
             # kinds only: the folders are machine-specific
             "labels": (["datastore"] if args.datastore is not None else []) + [s.partition(":")[0] for s in args.labels],
             "label_counts": counts, "territory": args.territory.partition(":")[0], "cases": records,
-            "seed": args.seed, "epochs": args.epochs, "epochs_done": result.state.epoch, "steps": result.state.step,
-            "patches_per_epoch": args.patches_per_epoch, "batch_size": args.batch_size,
+            "seed": args.seed, "epochs": args.epochs, "epochs_done": figures["epochs_done"],
+            "steps": figures["steps"], "patches_per_epoch": args.patches_per_epoch, "batch_size": args.batch_size,
             "world_size": args.world_size, "patch_zyx": list(prep.roi_size), "label_fraction": args.label_fraction,
-            "optimizer": f"AdamW lr {args.lr} wd {args.weight_decay}, cosine per step to 2%",
+            "optimizer": optimizer_text(args.lr, args.weight_decay),
             "loss": "soft Dice (batch) + binary cross-entropy", "augmentation": augmentation,
             "precision": precision, "device": args.device_used, "selected": args.select,
-            "samples_per_s": round(sum(rates) / len(rates), 3) if rates else None, "wall_s": round(seconds, 1),
+            "samples_per_s": figures["samples_per_s"], "wall_s": figures["wall_s"],
         },
-        "metrics": {"val_patch_dice": last.get("val_dice"), "val_patch_loss": last.get("val_loss"),
-                    "best_val_patch_dice": result.state.best_metric},
+        "metrics": patch_metrics(result),
     }
     if args.datastore is not None:
         meta["training"]["datastore"] = {"name": args.datastore.name,

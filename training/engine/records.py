@@ -1,0 +1,34 @@
+"""Pieces of a model folder's ``metadata.json`` that every patch trainer writes the same way.
+
+The artery and segmenter trainers (and their fine-tunes) record how a run went with the same keys: what the
+schedule did (epochs and steps done, mean throughput, wall time), the optimiser in words, and the fixed
+validation patches' figures. Building them here keeps those keys and their meaning one thing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .loop import FitResult
+
+
+def optimizer_text(lr: float, weight_decay: float) -> str:
+    """The optimiser and schedule every trainer uses, as the metadata states it."""
+    return f"AdamW lr {lr} wd {weight_decay}, cosine per step to 2%"
+
+
+def run_figures(result: FitResult, seconds: float) -> dict[str, Any]:
+    """``epochs_done``, ``steps``, ``samples_per_s`` (mean over the epochs of this call; ``None`` without any)
+    and ``wall_s`` of a :func:`~training.engine.fit` run."""
+    rates = [float(r["samples_per_s"]) for r in result.history
+             if r.get("samples_per_s") is not None and not math.isnan(float(r["samples_per_s"]))]
+    return {"epochs_done": result.state.epoch, "steps": result.state.step,
+            "samples_per_s": round(sum(rates) / len(rates), 3) if rates else None, "wall_s": round(seconds, 1)}
+
+
+def patch_metrics(result: FitResult) -> dict[str, Any]:
+    """The last epoch's Dice and loss on the fixed validation patches, and the best Dice of the run."""
+    last = result.history[-1] if result.history else {}
+    return {"val_patch_dice": last.get("val_dice"), "val_patch_loss": last.get("val_loss"),
+            "best_val_patch_dice": result.state.best_metric}
