@@ -44,7 +44,8 @@ from training.artery.data import (
     list_cohort_cases,
     load_working_case,
 )
-from training.artery.evaluate import evaluate_cases, record_metrics, territory_scores
+from training.artery.evaluate import evaluate_cases, territory_scores
+from training.artery.evaluate import main as evaluate_main
 from training.artery.train import parse_args, train
 from training.engine import DistContext
 
@@ -230,9 +231,14 @@ def test_a_tiny_network_overfits_one_phantom_and_the_folder_loads(a_phantom_coho
     weights_hash = sha256_of(out / "model.pt")
     summary = evaluate_cases([case], network, metadata)
     assert summary["dice_mean"] == pytest.approx(dice(mask, truth))
-    record_metrics(out, {"heldout:one": {"dice_mean": summary["dice_mean"]}})
+    # the command line: every score to --json, the brief figures merged into the metadata with --write
+    assert evaluate_main(["--model", str(out), "--cohort", str(a_phantom_cohort), "--json", str(tmp_path / "s.json"),
+                          "--write", "--threads", "1"]) == 0
     saved = json.loads((out / "metadata.json").read_text())
-    assert saved["metrics"]["heldout:one"]["dice_mean"] == summary["dice_mean"]
+    recorded = saved["metrics"][f"heldout:{a_phantom_cohort.name}"]
+    assert recorded["dice_mean"] == pytest.approx(summary["dice_mean"], abs=1e-4)
+    assert "per_case" not in recorded
+    assert json.loads((tmp_path / "s.json").read_text())[a_phantom_cohort.name]["per_case"]
     assert "val_patch_dice" in saved["metrics"]  # merged, not replaced
     assert sha256_of(out / "model.pt") == weights_hash == saved["sha256"]
     load_model(out)  # still a valid model folder

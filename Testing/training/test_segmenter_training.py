@@ -4,6 +4,7 @@ patches, and a short run that overfits one case, scored on the input grid throug
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from training.artery.augment import NO_AUGMENTATION, Augmentation
 from training.engine import DistContext
 from training.segmenter.data import SegmenterPatchDataset, load_working_case
 from training.segmenter.evaluate import case_scores, evaluate_cohort
+from training.segmenter.evaluate import main as evaluate_main
 from training.segmenter.records import LABEL_SOURCES_CSV
 from training.segmenter.sources import (
     LabelSource,
@@ -184,6 +186,13 @@ def test_a_tiny_segmenter_overfits_one_case_and_its_folder_predicts_it(a_clot_co
     summary = evaluate_cohort(a_clot_cohort, network, metadata, TerritorySource(), limit=1)
     assert summary["cases"] == summary["positive_cases"] == 1
     assert summary["dice_mean"] == pytest.approx(dice(mask, truth))
+    weights = (out / "model.pt").read_bytes()
+    assert evaluate_main(["--model", str(out), "--cohort", str(a_clot_cohort), "--limit", "1", "--write",
+                          "--threads", "1"]) == 0
+    recorded = json.loads((out / "metadata.json").read_text())["metrics"][f"heldout:{a_clot_cohort.name}"]
+    assert recorded["dice_mean"] == pytest.approx(summary["dice_mean"], abs=1e-4)
+    assert (out / "model.pt").read_bytes() == weights
+    assert evaluate_main(["--model", str(out), "--cohort", str(a_clot_cohort), "--territory", "nowhere"]) == 2
 
 
 @pytest.mark.parametrize(("pred", "truth", "expected"), [

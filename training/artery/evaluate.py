@@ -15,7 +15,6 @@ are untouched).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from PELabelUpLib.errors import InputError
@@ -32,7 +30,8 @@ from PELabelUpLib.evaluate import dice
 from PELabelUpLib.io import read_label_file
 from PELabelUpLib.io.image_files import read_image_file
 from PELabelUpLib.models.artery import predict_artery_territory
-from PELabelUpLib.models.folder import METADATA_FILE, load_model, read_model_folder
+from PELabelUpLib.models.folder import load_model
+from training.engine.evaluate_cli import evaluate_parser, finish_evaluation, start_evaluation
 
 from .data import CohortCase, list_cohort_cases
 
@@ -141,21 +140,6 @@ def evaluate_real_crop(real_dir: str | Path, network: nn.Module, metadata: dict[
     return evaluate_cases([case], network, metadata, device=device)["per_case"][0]
 
 
-def record_metrics(model_dir: str | Path, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``metrics`` into a model folder's ``metadata["metrics"]`` (atomic rewrite of ``metadata.json``).
-
-    Returns the new metadata. The weights file and its recorded sha256 are not touched.
-    """
-    folder = read_model_folder(model_dir)
-    metadata = dict(folder.metadata)
-    metadata["metrics"] = dict(metadata.get("metrics") or {}) | metrics
-    path = folder.path / METADATA_FILE
-    tmp = path.with_name(f".{METADATA_FILE}.tmp")
-    tmp.write_text(json.dumps(metadata, indent=2) + "\n")
-    tmp.replace(path)
-    return metadata
-
-
 def _brief(summary: dict[str, Any]) -> dict[str, Any]:
     """A summary without per-case lists, rounded: what goes into the metadata."""
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()
@@ -163,24 +147,16 @@ def _brief(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.artery.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, required=True, help="model folder")
+    p = evaluate_parser("python -m training.artery.evaluate", __doc__.split("\n")[0])
     p.add_argument("--cohort", type=Path, action="append", default=[],
                    help="held-out NIfTI-layout cohort (repeatable: each is reported under its folder name)")
     p.add_argument("--real-cta", type=Path, help="folder with cta_crop.nii.gz and pulmonary_artery.nii.gz")
-    p.add_argument("--write", action="store_true", help="record the numbers in the model's metadata")
-    p.add_argument("--json", type=Path, help="also write every score (per case) to this JSON file")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start_evaluation(args)
     try:
         network, metadata = load_model(args.model, device=args.device)
         report: dict[str, Any] = {}
@@ -197,16 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    for name, values in metrics.items():
-        log.info("%s: %s", name, json.dumps(values))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-    if args.write and metrics:
-        record_metrics(args.model, metrics)
-        log.info("metrics recorded in %s", args.model / METADATA_FILE)
+    finish_evaluation(args, report, metrics)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

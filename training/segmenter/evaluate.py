@@ -14,7 +14,6 @@ Scores: per positive case Dice, voxel precision and recall; over negative cases 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from PELabelUpLib.errors import InputError
@@ -32,7 +30,7 @@ from PELabelUpLib.evaluate.predictions import read_cohort
 from PELabelUpLib.io import load_ct
 from PELabelUpLib.models.folder import load_model
 from PELabelUpLib.models.segmenter import predict_segmentation
-from training.artery.evaluate import record_metrics
+from training.engine.evaluate_cli import evaluate_parser, finish_evaluation, start_evaluation
 
 from .data import read_mask_on
 from .sources import LabelSource, TerritorySource, parse_territory_source
@@ -91,24 +89,17 @@ def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, 
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.segmenter.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, required=True, help="segmenter model folder")
+    p = evaluate_parser("python -m training.segmenter.evaluate", __doc__.split("\n")[0],
+                        model_help="segmenter model folder")
     p.add_argument("--cohort", type=Path, required=True, help="cohort with ground truth (cohort.csv)")
     p.add_argument("--territory", default="gt", help="gt | pred:DIR (default: gt)")
     p.add_argument("--limit", type=int, help="only the first N cases")
-    p.add_argument("--write", action="store_true", help="record the summary in the model's metadata")
-    p.add_argument("--json", type=Path, help="also write every score (per case) to this JSON file")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start_evaluation(args)
     try:
         territory = parse_territory_source(args.territory)
         network, metadata = load_model(args.model, device=args.device)
@@ -118,14 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     brief = {k: round(v, 4) if isinstance(v, float) else v for k, v in report.items() if k != "per_case"}
-    log.info("%s: %s", args.cohort.name, json.dumps(brief))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-    if args.write:
-        record_metrics(args.model, {f"heldout:{args.cohort.name}": brief})
+    finish_evaluation(args, report, {f"heldout:{args.cohort.name}": brief})
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
