@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean bench
+.PHONY: demo test lint venv clean bench bench-gpu
 
 venv: $(STAMP)
 
@@ -32,5 +32,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_cohort.py
 	for seed in 7 8 9; do $(PY) benchmarks/bench_analyze.py --seed $$seed || exit 1; done
 
+# on a machine with a CUDA GPU (and a CUDA build of torch in .venv): benchmark and torchrun/nccl checks
+bench-gpu: $(STAMP)
+	PYTHON=$(PY) bash benchmarks/gpu_checks.sh gpu-checks
+
 clean:
-	rm -rf demo-output .pytest_cache .ruff_cache
+	rm -rf demo-output gpu-checks .pytest_cache .ruff_cache
