@@ -16,6 +16,7 @@ from scipy import ndimage
 from PELabelUpLib.errors import InputError
 from PELabelUpLib.evaluate import lesion_detection
 from PELabelUpLib.evaluate.cohort import component_peaks, evaluate_cohort
+from PELabelUpLib.evaluate.report import write_report
 from PELabelUpLib.evaluate.summary import summarise
 from PELabelUpLib.geometry import Geometry
 from PELabelUpLib.io import write_volume
@@ -202,6 +203,33 @@ def test_segmentation_and_artery_predictions(a_cohort, truth_cases, tmp_path):
     (tmp_path / truth_cases[0].case_id / "segmentation.nii.gz").unlink()
     with pytest.raises(InputError, match="segmentation.nii.gz"):
         evaluate_cohort(a_cohort, tmp_path, mask="segmentation")
+
+
+def test_missed_emboli_outside_the_territory_are_counted(a_cohort, truth_cases, tmp_path):
+    """Nothing predicted; the territory covers one voxel of the first embolus only: every other embolus of a
+    positive case is a miss outside the territory, and cases without arteries.nii.gz are not counted."""
+    expected = {}
+    for n, case in enumerate(truth_cases):
+        labels, count = components(case.emboli > 0)
+        territory = np.zeros(case.emboli.shape, dtype=bool)
+        if count:
+            territory[tuple(np.argwhere(labels == 1)[0])] = True
+        with_arteries = n != 1
+        if with_arteries:
+            expected[case.case_id] = max(count - 1, 0)
+        write_prediction(tmp_path, case, mask=np.zeros(case.emboli.shape, dtype=bool),
+                         arteries=territory if with_arteries else None)
+    evaluation = evaluate_cohort(a_cohort, tmp_path)
+    got = {c.case_id: c.fn_outside_territory for c in evaluation.cases}
+    assert sum(expected.values()) > 0, "the fixture has cases with more than one embolus"
+    assert got == expected | {truth_cases[1].case_id: None}
+    m = summarise(evaluation)
+    assert m["detection"]["missed_outside_territory"] == sum(expected.values())
+    report = write_report(evaluation, tmp_path / "report")
+    saved = json.loads(report.metrics_json.read_text())
+    assert {r["case_id"]: r["fn_outside_territory"] for r in saved["cases"]} == got
+    assert saved["detection"]["missed_outside_territory"] == sum(expected.values())
+    assert "Missed emboli outside the predicted territory" in report.report_md.read_text()
 
 
 def test_missing_predictions_are_listed_or_skipped(a_cohort, truth_cases, perfect_predictions, tmp_path):

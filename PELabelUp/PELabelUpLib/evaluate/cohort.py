@@ -63,6 +63,8 @@ class CaseResult:
         pointing_slice_hits, pointing_slices: hits and positive axial slices of the slice pointing game.
         pointing_study_hit: 1.0/0.0 for the 3-D pointing game on a positive study, ``None`` on a negative.
         artery_dice: Dice of the predicted artery territory, ``None`` without ``arteries.nii.gz``.
+        fn_outside_territory: missed emboli without a single voxel in the predicted artery territory (the
+            chain looks for clot inside the territory only), ``None`` without ``arteries.nii.gz``.
     """
 
     case: CohortCase
@@ -85,6 +87,7 @@ class CaseResult:
     pointing_slices: int
     pointing_study_hit: float | None
     artery_dice: float | None
+    fn_outside_territory: int | None = None
 
     @property
     def case_id(self) -> str:
@@ -126,6 +129,17 @@ def component_peaks(labels: np.ndarray, n_labels: int, heatmap: np.ndarray) -> n
     return peaks
 
 
+def missed_outside_territory(truth_mask: np.ndarray, lesion_scores: np.ndarray, territory: np.ndarray) -> int:
+    """How many missed emboli (``lesion_scores`` not finite, in :func:`label_components` order of ``truth_mask``)
+    have no voxel in ``territory``."""
+    missed = np.flatnonzero(~np.isfinite(lesion_scores)) + 1
+    if not missed.size:
+        return 0
+    truth_labels, _ = label_components(truth_mask)
+    reached = np.unique(truth_labels[(np.asarray(territory) != 0) & (truth_labels > 0)])
+    return int(np.isin(missed, reached, invert=True).sum())
+
+
 def evaluate_case(truth: GroundTruth, prediction: Prediction, *,
                   tolerance_mm: float = DEFAULT_TOLERANCE_MM) -> CaseResult:
     """Reduce one case to its figures (definitions in the module doc); components are labelled once each.
@@ -152,9 +166,10 @@ def evaluate_case(truth: GroundTruth, prediction: Prediction, *,
     if truth_mask.any():
         study_hit = float(pointing_hits([prediction.heatmap], [truth_mask], spacing_mm=spacing_xyz,
                                         tolerance_mm=tolerance_mm)[0])
-    artery_dice = None
+    artery_dice = fn_outside = None
     if prediction.arteries is not None:
         artery_dice = dice(prediction.arteries, truth.arteries())
+        fn_outside = missed_outside_territory(truth_mask, froc.lesion_scores, prediction.arteries)
     return CaseResult(
         case=truth.case, prediction_dir=prediction.folder, positive=truth.positive,
         pe_probability=prediction.pe_probability, slice_labels=truth.slice_labels,
@@ -164,7 +179,7 @@ def evaluate_case(truth: GroundTruth, prediction: Prediction, *,
         truth_voxels=int(truth_mask.sum()), pred_voxels=int(mask.sum()),
         voxel_mm3=float(np.prod(spacing_xyz)), froc=froc,
         pointing_slice_hits=int(np.nansum(slice_hits)), pointing_slices=int(positive_slices.size),
-        pointing_study_hit=study_hit, artery_dice=artery_dice,
+        pointing_study_hit=study_hit, artery_dice=artery_dice, fn_outside_territory=fn_outside,
     )
 
 

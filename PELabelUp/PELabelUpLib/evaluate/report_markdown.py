@@ -39,6 +39,9 @@ def summary_rows(m: dict[str, Any]) -> list[list[Any]]:
         ["False-positive components per scan", fmt(det["fp_per_scan"]), f"{det['fp']} in {plural(det['n_scans'], 'scan')}"],
         ["Detection F1 (pooled)", fmt(det["f1"]), f"TP {det['tp']}, FP {det['fp']}, FN {det['fn']}"],
     ]
+    if det.get("missed_outside_territory") is not None:
+        rows.append(["Missed emboli outside the predicted territory", str(det["missed_outside_territory"]),
+                     f"of {det['fn']} missed: no voxel in arteries.nii.gz, where the chain looks for clot"])
     if froc is not None:
         at = froc["sensitivity_at_fp"]
         rows.append(["FROC sensitivity at " + " / ".join(at) + " FP per scan",

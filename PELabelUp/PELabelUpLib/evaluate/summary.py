@@ -79,6 +79,7 @@ def case_rows(evaluation: CohortEvaluation) -> list[dict[str, Any]]:
             "pointing_slices": c.pointing_slices,
             "pointing_study_hit": c.pointing_study_hit,
             "artery_dice": c.artery_dice,
+            "fn_outside_territory": c.fn_outside_territory,
         })
     return rows
 
@@ -126,6 +127,9 @@ def _detection(cases: tuple[CaseResult, ...], notes: list[str]) -> dict[str, Any
         "precision": tp / (tp + fp) if tp + fp else None,
         "fp_per_scan": fp / len(cases),
         "f1": detection_f1(tp, fp, fn),
+        # missed emboli with no voxel in the predicted territory (cases with arteries.nii.gz only)
+        "missed_outside_territory": (sum(c.fn_outside_territory for c in cases if c.fn_outside_territory is not None)
+                                     if any(c.fn_outside_territory is not None for c in cases) else None),
     }
 
 
