@@ -9,7 +9,8 @@ Per case (:func:`evaluate_case`; arrays ``(Z, Y, X)``, spacing in index order ``
   :func:`~PELabelUpLib.evaluate.froc_case`); each finding is scored by its peak heat in ``heatmap.nii.gz``;
 * pointing game on every positive axial slice (2-D argmax of the heatmap slice, in-plane distance in mm)
   and on the whole volume (3-D argmax), hit within ``tolerance_mm`` of a reference voxel;
-* artery Dice when the prediction has ``arteries.nii.gz``.
+* artery Dice when the prediction has ``arteries.nii.gz``, and how many missed emboli have no voxel in it
+  (the chain looks for clot inside the territory only, so the artery model alone loses these).
 
 The cohort figures (:func:`~PELabelUpLib.evaluate.summary.summarise`) pool these: study ROC of ``pe_probability`` against the study
 label, slice ROC of the pooled ``slice_probabilities``, detection counts and FROC over every scan

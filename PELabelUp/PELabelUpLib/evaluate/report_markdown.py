@@ -87,6 +87,8 @@ DEFINITIONS = """\
 - **Pointing accuracy**: on each slice (or volume) holding an embolus, the heatmap's maximum is a hit when it
   lies within the tolerance (mm, in-plane for slices) of a reference voxel.
 - **Artery territory Dice**: Dice of `arteries.nii.gz` of the prediction against the reference arteries.
+- **Missed emboli outside the predicted territory**: missed emboli with no voxel in `arteries.nii.gz`; the
+  chain looks for clot inside the territory only, so these are lost to the artery model.
 """
 
 
