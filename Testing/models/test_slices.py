@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from PELabelUpLib.models.slices import SliceSpec, build_slice_stack, study_probability
+from PELabelUpLib.models.slices import SliceSpec, build_slice_stack, replace_planes, study_probability
+from PELabelUpLib.synthetic.phantom import generate_phantom
 
 
 @pytest.fixture
@@ -66,3 +67,29 @@ def test_study_probability_does_not_inflate_with_slice_count():
     assert study_probability(positive, 2.5) > 0.9  # K = 4 slices over 10 mm
     with pytest.raises(ValueError, match="positive"):
         study_probability(short, 0.0)
+
+
+def test_replacing_planes_gives_the_stack_of_the_changed_volume():
+    """An iExplain round changes the CT inside the territory's box only; rebuilding those planes must give
+    exactly the stack of the whole changed volume (a real phantom, anisotropic, the bundled slice spec)."""
+    case = generate_phantom(3, size_xy=(96, 80), n_slices=40, spacing_mm=(1.1, 0.9, 2.0), positive=True)
+    hu, territory = case.ct.hu, case.arteries.astype(np.uint8)
+    spacing = case.ct.geometry.spacing_mm
+    spec = SliceSpec()
+    stack = build_slice_stack(hu, territory, spacing, spec)
+    zs, ys, xs = (np.flatnonzero(territory.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
+    box = (slice(zs[0], zs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+    changed = hu.copy()
+    changed[box] = np.where(case.emboli[box] > 0, 300, changed[box])  # clot voxels replaced by lumen HU
+    assert (changed != hu).any()
+    planes = changed[box[0]].copy()
+    rebuilt = replace_planes(stack, planes, int(box[0].start), spec)
+    whole = build_slice_stack(changed, territory, spacing, spec)
+    np.testing.assert_array_equal(rebuilt.image, whole.image)
+    np.testing.assert_array_equal(rebuilt.territory, whole.territory)
+    assert rebuilt.frame == whole.frame
+    assert not np.array_equal(rebuilt.image, stack.image)
+    assert stack.image is not rebuilt.image  # the first round's stack is left as it was
+    with pytest.raises(ValueError, match="do not fit"):
+        replace_planes(stack, planes, hu.shape[0] - 1, spec)
+

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..explain.registry import DEFAULT_EXPLAINER, get_explainer
 from ..models.artery import predict_artery_territory
-from ..models.slices import SliceSpec, build_slice_stack, study_probability
+from ..models.slices import SliceSpec, build_slice_stack, replace_planes, study_probability
 from ..preprocessing import CropBox, crop_geometry, mask_box
 from ..pseudomask import (
     candidate_clot_voxels,
@@ -156,14 +156,16 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
         lumen_hu = lumen_median_hu(hu_box, inner) if inner.any() else 300.0
         explainer = get_explainer(settings.explainer)
         first_round = {"probs": probs, "stack": stack}
+        z_box, y_box, x_box = box.slices
 
         def explain_fn(masked_box: np.ndarray) -> np.ndarray:
             if first_round:
                 round_stack, round_probs = first_round.pop("stack"), first_round.pop("probs")
             else:
-                masked = volume.hu.copy()
-                masked[box.slices] = masked_box
-                round_stack = build_slice_stack(masked, territory, spacing, spec)
+                # only the box's slices change: rebuild those planes, not a copy of the whole CT
+                planes = volume.hu[z_box].copy()
+                planes[:, y_box, x_box] = masked_box
+                round_stack = replace_planes(stack, planes, int(z_box.start or 0), spec)
                 round_probs = classify_slices(round_stack, network, spec, device=device,
                                               precision=settings.precision)
             ks = np.flatnonzero(round_probs >= settings.explain_min_probability)

@@ -161,16 +161,36 @@ def build_slice_stack(hu: np.ndarray, territory: np.ndarray, spacing_mm: tuple[f
     s = spec.size_px
     top_left = (int(round(cy - s / 2.0)), int(round(cx - s / 2.0)))
     frame = SliceFrame(shape_zyx=(z, y, x), resampled_yx=resampled_yx, top_left_yx=top_left, size_px=s)
-    image = _crop(_resize_planes(apply_window(hu, spec.window_hu), resampled_yx, "bilinear"), top_left, s)
     terr = _crop(terr_r, top_left, s)
-    grown = terr
+    return SliceStack(image=_masked_planes(hu, terr, frame, spec), territory=terr.astype(np.uint8), frame=frame)
+
+
+def _masked_planes(hu: np.ndarray, terr_square: np.ndarray, frame: SliceFrame, spec: SliceSpec) -> np.ndarray:
+    """``uint8 (n, size, size)``: planes ``hu (n, Y, X)`` windowed, resampled and cropped into ``frame``'s
+    square, times the square territory ``terr_square (n, size, size)`` grown by ``territory_dilation_mm``
+    in-plane. Every plane is made on its own, so any run of planes gives the rows of the whole stack."""
+    image = _crop(_resize_planes(apply_window(hu, spec.window_hu), frame.resampled_yx, "bilinear"),
+                  frame.top_left_yx, frame.size_px)
+    grown = np.asarray(terr_square, dtype=bool)
     radius_px = spec.territory_dilation_mm / spec.pixel_mm
-    if radius_px >= 0.5 and terr.any():
+    if radius_px >= 0.5 and grown.any():
         r = int(np.ceil(radius_px))
         yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-        grown = ndimage.binary_dilation(terr, structure=(yy ** 2 + xx ** 2 <= radius_px ** 2)[None])
-    quantised = np.clip(np.rint(image * grown * 255.0), 0, 255).astype(np.uint8)
-    return SliceStack(image=quantised, territory=terr.astype(np.uint8), frame=frame)
+        grown = ndimage.binary_dilation(grown, structure=(yy ** 2 + xx ** 2 <= radius_px ** 2)[None])
+    return np.clip(np.rint(image * grown * 255.0), 0, 255).astype(np.uint8)
+
+
+def replace_planes(stack: SliceStack, hu_planes: np.ndarray, z0: int, spec: SliceSpec) -> SliceStack:
+    """``stack`` with its slices ``z0 .. z0 + len(hu_planes) - 1`` rebuilt from new HU planes (same grid and
+    territory): what :func:`build_slice_stack` gives for the changed volume, at the cost of those planes only
+    (an iExplain round changes the CT inside the territory's box alone)."""
+    n = int(hu_planes.shape[0])
+    z, y, x = stack.frame.shape_zyx
+    if hu_planes.shape[1:] != (y, x) or not 0 <= z0 <= z - n:
+        raise ValueError(f"planes {hu_planes.shape} at z0={z0} do not fit the stack's grid {stack.frame.shape_zyx}")
+    image = stack.image.copy()
+    image[z0:z0 + n] = _masked_planes(hu_planes, stack.territory[z0:z0 + n] != 0, stack.frame, spec)
+    return SliceStack(image=image, territory=stack.territory, frame=stack.frame)
 
 
 def study_probability(slice_probabilities: np.ndarray, slice_spacing_mm: float, *, top_mm: float = 10.0) -> float:
