@@ -41,11 +41,11 @@ from PELabelUpLib.io import write_volume
 from PELabelUpLib.labelup.pipeline import LabelUpSettings
 from PELabelUpLib.models.artery import ArteryPreprocessing
 from PELabelUpLib.models.folder import save_model_folder
-from PELabelUpLib.models.inference import PRECISION_CHOICES
 from PELabelUpLib.models.networks import build_network
 from PELabelUpLib.models.registry import MODEL_TASKS, ModelNotFoundError, find_models
 from PELabelUpLib.models.segmenter import SegmenterPreprocessing
 from PELabelUpLib.models.slices import SliceSpec
+from PELabelUpLib.precision import INFERENCE_PRECISIONS
 from PELabelUpLib.synthetic.phantom import generate_phantom
 
 # The bundled architectures, as the trainers write them (training/*/train.py defaults).
@@ -119,7 +119,7 @@ def main() -> int:
     parser.add_argument("--spacing", type=float, nargs=3, default=(0.7, 0.7, 1.0), metavar=("X", "Y", "Z"))
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     parser.add_argument("--explainer", default=LabelUpSettings.explainer)
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
                         help="auto: mixed precision where the hardware has it natively; float32 (default: auto)")
     parser.add_argument("--no-tracemalloc", action="store_true",
                         help="do not trace numpy/Python allocations (they slow the Python-heavy stages)")

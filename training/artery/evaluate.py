@@ -31,9 +31,12 @@ from PELabelUpLib.io import read_label_file
 from PELabelUpLib.io.image_files import read_image_file
 from PELabelUpLib.models.artery import predict_artery_territory
 from PELabelUpLib.models.folder import load_model
-from training.engine.evaluate_cli import evaluate_parser, finish_evaluation, start_evaluation
+from training.engine.evaluate_cli import brief_figures, evaluate_parser, finish_evaluation, start_evaluation
 
 from .data import CohortCase, list_cohort_cases
+
+#: per-case lists left out of the figures recorded in the metadata
+BRIEF_DROP = ("per_case", "emboli_inside_fraction")
 
 log = logging.getLogger("training.artery.evaluate")
 
@@ -140,12 +143,6 @@ def evaluate_real_crop(real_dir: str | Path, network: nn.Module, metadata: dict[
     return evaluate_cases([case], network, metadata, device=device)["per_case"][0]
 
 
-def _brief(summary: dict[str, Any]) -> dict[str, Any]:
-    """A summary without per-case lists, rounded: what goes into the metadata."""
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()
-            if k not in ("per_case", "emboli_inside_fraction")}
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = evaluate_parser("python -m training.artery.evaluate", __doc__.split("\n")[0])
     p.add_argument("--cohort", type=Path, action="append", default=[],
@@ -165,11 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = evaluate_cases(list_cohort_cases(cohort), network, metadata, device=args.device,
                                      on_case=lambda s: log.info("%s: Dice %.3f", s["case_id"], s["dice"]))
             report[cohort.name] = summary
-            metrics[f"heldout:{cohort.name}"] = _brief(summary)
+            metrics[f"heldout:{cohort.name}"] = brief_figures(summary, drop=BRIEF_DROP)
         if args.real_cta is not None:
             real = evaluate_real_crop(args.real_cta, network, metadata, device=args.device)
             report["real_cta_crop"] = real
-            metrics["real_cta_crop"] = _brief(real)
+            metrics["real_cta_crop"] = brief_figures(real, drop=BRIEF_DROP)
     except (InputError, ValueError) as exc:
         log.error("%s", exc)
         return 2

@@ -39,6 +39,11 @@ def start_evaluation(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def brief_figures(summary: dict[str, Any], *, drop: tuple[str, ...] = ("per_case",)) -> dict[str, Any]:
+    """A summary without its per-case lists (``drop``), floats rounded to 4 places: what goes into metadata."""
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items() if k not in drop}
+
+
 def record_metrics(model_dir: str | Path, metrics: dict[str, Any]) -> dict[str, Any]:
     """Merge ``metrics`` into a model folder's ``metadata["metrics"]`` (atomic rewrite of ``metadata.json``).
 

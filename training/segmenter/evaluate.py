@@ -30,7 +30,7 @@ from PELabelUpLib.evaluate.predictions import read_cohort
 from PELabelUpLib.io import load_ct
 from PELabelUpLib.models.folder import load_model
 from PELabelUpLib.models.segmenter import predict_segmentation
-from training.engine.evaluate_cli import evaluate_parser, finish_evaluation, start_evaluation
+from training.engine.evaluate_cli import brief_figures, evaluate_parser, finish_evaluation, start_evaluation
 
 from .data import read_mask_on
 from .sources import LabelSource, TerritorySource, parse_territory_source
@@ -108,8 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    brief = {k: round(v, 4) if isinstance(v, float) else v for k, v in report.items() if k != "per_case"}
-    finish_evaluation(args, report, {f"heldout:{args.cohort.name}": brief})
+    finish_evaluation(args, report, {f"heldout:{args.cohort.name}": brief_figures(report)})
     return 0
 
 if __name__ == "__main__":

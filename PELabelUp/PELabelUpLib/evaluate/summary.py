@@ -115,6 +115,7 @@ def _segmentation(evaluation: CohortEvaluation, notes: list[str]) -> dict[str, A
 
 def _detection(cases: tuple[CaseResult, ...], notes: list[str]) -> dict[str, Any]:
     tp, fn, fp = (sum(getattr(c, k) for c in cases) for k in ("tp", "fn", "fp"))
+    outside = [c.fn_outside_territory for c in cases if c.fn_outside_territory is not None]
     if tp + fn == 0:
         notes.append("embolus sensitivity undefined: no embolus in the evaluated cases")
     return {
@@ -128,8 +129,7 @@ def _detection(cases: tuple[CaseResult, ...], notes: list[str]) -> dict[str, Any
         "fp_per_scan": fp / len(cases),
         "f1": detection_f1(tp, fp, fn),
         # missed emboli with no voxel in the predicted territory (cases with arteries.nii.gz only)
-        "missed_outside_territory": (sum(c.fn_outside_territory for c in cases if c.fn_outside_territory is not None)
-                                     if any(c.fn_outside_territory is not None for c in cases) else None),
+        "missed_outside_territory": sum(outside) if outside else None,
     }
 
 

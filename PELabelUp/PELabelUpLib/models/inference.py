@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..precision import INFERENCE_PRECISIONS as PRECISION_CHOICES
+from ..precision import INFERENCE_PRECISIONS
 
 
 def check_precision(precision: str) -> str:
-    """``precision`` when it is one of :data:`PRECISION_CHOICES`, else ``ValueError`` naming them."""
-    if precision not in PRECISION_CHOICES:
-        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISION_CHOICES)}")
+    """``precision`` when it is one of :data:`~PELabelUpLib.precision.INFERENCE_PRECISIONS`, else ``ValueError``."""
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(INFERENCE_PRECISIONS)}")
     return precision
 
 

@@ -130,10 +130,10 @@ def candidate_clot_voxels(
             raise ValueError(f"wall_clear_mm must be >= 0 or None, got {wall_clear_mm}")
         wall = territory & ~inner & window
         opacified = hu >= clot_high_hu
-        if wall.any() and opacified.any():
-            clear_mm = ndimage.distance_transform_edt(~opacified, sampling=spacing_for_array(spacing_mm, hu.ndim))
-            candidates |= wall & (clear_mm > wall_clear_mm)
-        elif wall.any():
+        if wall.any():
+            if opacified.any():  # with no opacified voxel at all, every wall voxel is clear of contrast
+                clear_mm = ndimage.distance_transform_edt(~opacified, sampling=spacing_for_array(spacing_mm, hu.ndim))
+                wall &= clear_mm > wall_clear_mm
             candidates |= wall
     return candidates
 
