@@ -2,7 +2,9 @@
 
 Usage: ``python benchmarks/bench_io.py [--size 512] [--slices 200] [--repeats 2]``.
 Prints, per format, the median wall time of ``write`` and of ``load_ct`` over the repeats, the throughput
-in MB/s of int16 voxels and the size on disk. Files go to a temporary folder that is removed afterwards.
+in MB/s of int16 voxels and the size on disk; then the Slicer ``.seg.nrrd`` writer on three segments shaped
+like an analysis's (pseudo-mask, segmentation, artery territory) at gzip levels 1 (the default) and 6. Files go
+to a temporary folder that is removed afterwards.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from PELabelUpLib.geometry import Geometry
 from PELabelUpLib.io import load_ct, write_dicom_series, write_rspect_study, write_volume
+from PELabelUpLib.io.seg_nrrd import Segment, write_seg_nrrd
 from PELabelUpLib.volume import CTVolume
 
 
@@ -92,6 +95,23 @@ def main() -> None:
                 f"{name:<22}{write_s:>9.2f}{read_s:>9.2f}{megabytes / write_s:>12.0f}"
                 f"{megabytes / read_s:>11.0f}{_disk_mb(path):>9.1f}"
             )
+        segments = analysis_like_segments(volume)
+        for level in (1, 6):
+            out = root / f"s{level}.seg.nrrd"
+            write_s = _timed(lambda out=out, level=level: write_seg_nrrd(segments, volume.geometry, out,
+                                                                          compresslevel=level), args.repeats)
+            print(f"{'seg.nrrd, gzip ' + str(level):<22}{write_s:>9.2f}{'':>9}{'':>12}{'':>11}{_disk_mb(out):>9.2f}")
+
+
+def analysis_like_segments(volume: CTVolume) -> list[Segment]:
+    """Three overlapping masks the size of an analysis's: a tree-like territory, two small clot sets."""
+    z, y, x = volume.hu.shape
+    zz, yy, xx = np.ogrid[:z, :y, :x]
+    territory = ((yy - y / 2) ** 2 + (xx - x / 2) ** 2 < (x / 8) ** 2) & (zz > z // 4) & (zz < 3 * z // 4)
+    clot = territory & ((yy - y / 2) ** 2 + (xx - x / 2) ** 2 < (x / 40) ** 2) & (zz > z // 2 - 5) & (zz < z // 2 + 5)
+    return [Segment(segment_id="pseudo", name="PE pseudo-mask", mask=clot, label_value=1),
+            Segment(segment_id="seg", name="PE segmenter", mask=clot, label_value=2),
+            Segment(segment_id="arteries", name="Pulmonary arteries", mask=territory, label_value=3)]
 
 
 if __name__ == "__main__":

@@ -235,7 +235,8 @@ def write_seg_nrrd(segments: Sequence[Segment] | np.ndarray, geometry: Geometry,
         path: the file to write (``.seg.nrrd`` by convention); parent folders are created. It is written under
             a temporary name and renamed, so a reader never sees half a file.
         compresslevel: gzip level (1 fastest .. 9 smallest). Masks are mostly zeros, so 1 costs little space:
-            the three segments of a 512 x 512 x 300 analysis took 1.0 s and 1.1 MB at 1, 1.4 s and 0.26 MB at 6.
+            on three analysis-sized 512 x 512 x 300 segments (`benchmarks/bench_io.py`) 1.0 s and 1.2 MB at 1,
+            1.4-1.6 s and 0.3 MB at 6.
 
     Returns:
         ``path``.
