@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,23 @@ def test_rerun_keeps_finished_cases_and_remakes_missing(a_nifti_cohort, tmp_path
     assert (first / "ct.nii.gz").stat().st_mtime_ns == kept_mtime, "a finished case is not rewritten"
     np.testing.assert_array_equal(_read(second / "ct.nii.gz"), reference)
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary folder left behind"
+
+
+@pytest.mark.parametrize("lost", ["masks", "train"])
+def test_rspect_rerun_keeps_finished_studies_and_remakes_missing(tmp_path, lost):
+    requests = plan_cohort(3, seed=9, overrides=SMALL)
+    rows = generate_cohort(tmp_path, requests, layout="rspect", workers=1)
+    train_csv = (tmp_path / "train.csv").read_text()
+    kept = sorted((tmp_path / "train" / rows[0]["study_uid"]).rglob("*.dcm"))[0]
+    kept_mtime = kept.stat().st_mtime_ns
+    # an interrupted run: the DICOM is published before the masks, so a study can lack either half
+    shutil.rmtree(tmp_path / lost / rows[1]["study_uid"])
+    again = generate_cohort(tmp_path, requests, layout="rspect", workers=1)
+    assert again == rows
+    assert kept.stat().st_mtime_ns == kept_mtime, "a finished study is not rewritten"
+    assert (tmp_path / "train" / rows[1]["study_uid"]).is_dir() and (tmp_path / "masks" / rows[1]["study_uid"]).is_dir()
+    assert len(list((tmp_path / "train").iterdir())) == len(list((tmp_path / "masks").iterdir())) == 3
+    assert (tmp_path / "train.csv").read_text() == train_csv
 
 
 @pytest.mark.parametrize("layout", ["nifti", "rspect"])

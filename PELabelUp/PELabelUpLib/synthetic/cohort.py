@@ -120,8 +120,11 @@ def _write_masks(case: Case, folder: Path) -> None:
 
 
 def _publish(tmp: Path, final: Path) -> None:
-    """Move a finished temporary folder into place (atomic on one file system)."""
+    """Move a finished temporary folder into place (atomic on one file system). A folder already there is what
+    an interrupted run left of this case (a finished case is never remade), so it is replaced."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        shutil.rmtree(final)
     tmp.replace(final)
 
 
@@ -179,8 +182,21 @@ def build_and_write(request: CaseRequest, out_dir: str, layout: Layout) -> tuple
     return _summary(case, request.kind, request.seed, path.relative_to(out), study_uid), rows
 
 
-def _finished_case(out_dir: Path, layout: Layout, case_id: str) -> tuple[dict, list[dict]] | None:
-    """The summary of a case an earlier run finished, or None."""
+def _finished_rspect_records(out_dir: Path) -> dict[str, tuple[dict, Path]]:
+    """Case id -> (record, its path) of every case an earlier run finished into an RSPECT folder, each record
+    read once (looking each case up in ``masks/*/case.json`` would read them all once per case)."""
+    found = {}
+    for record_path in sorted((out_dir / "masks").glob("*/case.json")):
+        record = json.loads(record_path.read_text())
+        if "case_id" in record and (out_dir / "train" / str(record.get("study_uid"))).is_dir():
+            found[record["case_id"]] = (record, record_path)
+    return found
+
+
+def _finished_case(out_dir: Path, layout: Layout, case_id: str,
+                   rspect_records: dict[str, tuple[dict, Path]]) -> tuple[dict, list[dict]] | None:
+    """The summary of a case an earlier run finished, or None (``rspect_records``: see
+    :func:`_finished_rspect_records`)."""
     if layout == "nifti":
         record_path = out_dir / case_id / "case.json"
         if not record_path.is_file():
@@ -188,12 +204,11 @@ def _finished_case(out_dir: Path, layout: Layout, case_id: str) -> tuple[dict, l
         record = json.loads(record_path.read_text())
         check_generator_version(record, record_path)
         return record, []
-    for record_path in sorted((out_dir / "masks").glob("*/case.json")):
-        record = json.loads(record_path.read_text())
-        if record.get("case_id") == case_id and (out_dir / "train" / record["study_uid"]).is_dir():
-            check_generator_version(record, record_path)
-            return record, record["train_csv_rows"]
-    return None
+    if case_id not in rspect_records:
+        return None
+    record, record_path = rspect_records[case_id]
+    check_generator_version(record, record_path)
+    return record, record["train_csv_rows"]
 
 
 def _summary_from_record(record: dict, request: CaseRequest, out_dir: Path, layout: Layout) -> dict[str, Any]:
@@ -254,8 +269,9 @@ def generate_cohort(
     summaries: dict[int, dict[str, Any]] = {}
     train_rows: dict[int, list[dict]] = {}
     todo = []
+    rspect_records = _finished_rspect_records(out) if layout == "rspect" else {}
     for request in requests:
-        done = _finished_case(out, layout, _case_id_of(request))
+        done = _finished_case(out, layout, _case_id_of(request), rspect_records)
         if done is None:
             todo.append(request)
             continue
