@@ -12,7 +12,7 @@ from toy_cohort import write_toy_cohort
 from PELabelUpLib.models.folder import load_model
 from PELabelUpLib.models.slices import SliceSpec, build_slice_stack
 from training.classifier.cohort import read_training_studies
-from training.classifier.data import SliceDataset, balanced_weights, cached_studies
+from training.classifier.data import SliceDataset, balanced_weights, cache_key, cached_studies
 from training.classifier.train import main
 
 SMALL = ["--pixel-mm", "1.0", "--size-px", "48", "--widths", "8", "8", "16", "16", "--progress", "off",
@@ -70,12 +70,16 @@ def test_classifier_learns_the_toy_cohort(a_toy_cohort, tmp_path, supervision):
     assert (training["cohort"], training["val_cohort"], training["out"]) == (train.name, val.name, "run")  # names only
 
 
+def _short_run(cohort, out, *options):
+    """One short epoch on ``cohort`` with trainer ``options``; the model folder it writes, loaded."""
+    assert main(["--cohort", str(cohort), "--out", str(out), "--epochs", "1", "--samples-per-epoch", "32",
+                 "--batch-size", "8", *options, *SMALL]) == 0
+    return load_model(out / "model")
+
+
 def test_group_norm_is_a_trainer_option(a_toy_cohort, tmp_path):
     train, _ = a_toy_cohort
-    code = main(["--cohort", str(train), "--out", str(tmp_path / "run"), "--epochs", "1", "--samples-per-epoch", "32",
-                 "--batch-size", "8", "--norm", "group", *SMALL])
-    assert code == 0
-    network, metadata = load_model(tmp_path / "run" / "model")
+    network, metadata = _short_run(train, tmp_path / "run", "--norm", "group")
     assert metadata["network"]["kwargs"]["norm"] == "group"
     kinds = {type(m) for m in network.modules()}
     assert torch.nn.GroupNorm in kinds and torch.nn.BatchNorm2d not in kinds
@@ -87,3 +91,17 @@ def test_group_norm_is_a_trainer_option(a_toy_cohort, tmp_path):
         if isinstance(module, torch.nn.Dropout | torch.nn.Dropout2d):
             module.eval()
     np.testing.assert_allclose(network(batch)[:1].detach().numpy(), network(batch[:1]).detach().numpy(), atol=1e-5)
+
+
+def test_territory_dilation_is_a_trainer_option(a_toy_cohort, tmp_path):
+    train, _ = a_toy_cohort
+    _, metadata = _short_run(train, tmp_path / "run", "--territory-dilation-mm", "6")
+    spec = SliceSpec.from_metadata(metadata)
+    assert spec.territory_dilation_mm == 6.0
+    # the run cached the planes of that view (its own cache key), as build_slice_stack makes them
+    study = read_training_studies(train)[1]
+    folders = [p.parent.name for p in (tmp_path / "run" / "cache").rglob("*.npz")]
+    assert set(folders) == {cache_key(spec, "gt")} != {cache_key(SliceSpec(pixel_mm=1.0, size_px=48), "gt")}
+    cached = cached_studies([study], tmp_path / "run" / "cache", spec, None)[0].stack.image
+    direct = build_slice_stack(study.load().hu, study.load_arteries(), (1.0, 1.0, 2.0), spec).image
+    np.testing.assert_array_equal(cached, direct)

@@ -80,6 +80,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "the batch, so a torchrun run matches one process exactly")
     p.add_argument("--pixel-mm", type=float, default=SliceSpec.pixel_mm, help="in-plane pixel of the input (mm)")
     p.add_argument("--size-px", type=int, default=SliceSpec.size_px, help="side of the square input (pixels)")
+    p.add_argument("--territory-dilation-mm", type=float, default=SliceSpec.territory_dilation_mm,
+                   help="the CT is seen inside the territory grown in-plane by this much (mm)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto")
@@ -155,7 +157,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
     if args.resume is None and (args.out / CHECKPOINT_DIR / LAST_CHECKPOINT).exists():
         raise FileExistsError(f"{args.out}: holds a run already; pass --resume or choose another --out")
     seed_everything(args.seed, ctx.rank)
-    spec = SliceSpec(pixel_mm=args.pixel_mm, size_px=args.size_px)
+    spec = SliceSpec(pixel_mm=args.pixel_mm, size_px=args.size_px, territory_dilation_mm=args.territory_dilation_mm)
     train_studies, val_studies, artery_info = _prepare(args, ctx, spec)
     n_slices = sum(len(s.slice_labels) for s in train_studies)
     n_pos = sum(int(s.slice_labels.sum()) for s in train_studies)
