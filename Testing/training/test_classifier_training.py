@@ -9,9 +9,10 @@ import pytest
 import torch
 from toy_cohort import write_toy_cohort
 
+from PELabelUpLib.errors import InputError
 from PELabelUpLib.models.folder import load_model
 from PELabelUpLib.models.slices import SliceSpec, build_slice_stack
-from training.classifier.cohort import read_training_studies
+from training.classifier.cohort import read_training_studies, training_studies
 from training.classifier.data import SliceDataset, balanced_weights, cache_key, cached_studies
 from training.classifier.train import main
 
@@ -67,7 +68,7 @@ def test_classifier_learns_the_toy_cohort(a_toy_cohort, tmp_path, supervision):
     assert len(rows) == int(epochs) + 1
     training = json.loads((tmp_path / "run" / "model" / "metadata.json").read_text())["training"]
     assert training["supervision"] == supervision
-    assert (training["cohort"], training["val_cohort"], training["out"]) == (train.name, val.name, "run")  # names only
+    assert (training["cohort"], training["val_cohort"], training["out"]) == ([train.name], val.name, "run")  # names only
 
 
 def _short_run(cohort, out, *options):
@@ -105,3 +106,13 @@ def test_territory_dilation_is_a_trainer_option(a_toy_cohort, tmp_path):
     cached = cached_studies([study], tmp_path / "run" / "cache", spec, None)[0].stack.image
     direct = build_slice_stack(study.load().hu, study.load_arteries(), (1.0, 1.0, 2.0), spec).image
     np.testing.assert_array_equal(cached, direct)
+
+
+def test_several_cohorts_train_one_model_and_a_study_twice_is_refused(a_toy_cohort, tmp_path):
+    train, val = a_toy_cohort
+    more = write_toy_cohort(tmp_path / "more", 4, seed=3, prefix="more")
+    _, metadata = _short_run(train, tmp_path / "run", "--cohort", str(more))
+    assert metadata["training"]["cohort"] == [train.name, more.name]
+    assert metadata["training"]["studies"] == 8 + 4
+    with pytest.raises(InputError, match="toy-000 is also in"):
+        training_studies([train, val])

@@ -17,7 +17,7 @@ from PELabelUpLib.io import write_volume
 from PELabelUpLib.volume import CTVolume
 
 
-def write_toy_cohort(root: Path, n_cases: int, seed: int, *, shape_zyx=(24, 64, 64)) -> Path:
+def write_toy_cohort(root: Path, n_cases: int, seed: int, *, shape_zyx=(24, 64, 64), prefix: str = "toy") -> Path:
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -37,7 +37,7 @@ def write_toy_cohort(root: Path, n_cases: int, seed: int, *, shape_zyx=(24, 64, 
             start = int(rng.integers(3, z - 9))
             labels[start:start + 5] = True
             hu[start:start + 5][:, tube] = rng.normal(50, 10, (5, int(tube.sum())))
-        case_id = f"toy-{i:03d}"
+        case_id = f"{prefix}-{i:03d}"
         folder = root / case_id
         write_volume(CTVolume(hu=hu, geometry=geometry), folder / "ct.nii.gz")
         write_volume(arteries, folder / "arteries.nii.gz", geometry)

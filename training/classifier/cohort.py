@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +85,17 @@ def read_training_studies(root: str | Path) -> list[TrainingStudy]:
     if is_rspect_root(root):
         return _rspect_studies(root)
     return _nifti_studies(root)
+
+
+def training_studies(roots: Sequence[str | Path]) -> list[TrainingStudy]:
+    """The studies of several cohort folders, in order; a study id found twice is an error (the slice cache is
+    keyed by it, and a study counted twice would weigh double)."""
+    studies: list[TrainingStudy] = []
+    seen: dict[str, Path] = {}
+    for root in roots:
+        for study in read_training_studies(root):
+            if study.case_id in seen:
+                raise InputError(root, f"study {study.case_id} is also in {seen[study.case_id]}")
+            seen[study.case_id] = Path(root)
+            studies.append(study)
+    return studies

@@ -1,6 +1,6 @@
 """Train the 2.5-D slice PE classifier from image-level labels, in one process or under torchrun.
 
-    python -m training.classifier.train --cohort COHORT --val-cohort VAL --out runs/clf \\
+    python -m training.classifier.train --cohort COHORT [--cohort MORE] --val-cohort VAL --out runs/clf \\
         [--artery-model Resources/Models/pelabelup-arteries | --territory gt] [--supervision slice|study]
     python -m torch.distributed.run --standalone --nproc_per_node=2 -m training.classifier.train ...
 
@@ -47,7 +47,7 @@ from training.engine import (
 )
 from training.engine.cli import run_training
 
-from .cohort import read_training_studies
+from .cohort import read_training_studies, training_studies
 from .data import CachedStudy, SliceDataset, balanced_weights, cached_studies
 from .validation import validate_studies
 
@@ -59,7 +59,8 @@ MODEL_NAME = "pelabelup-classifier"
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.classifier.train", description=__doc__.split("\n")[0])
-    p.add_argument("--cohort", type=Path, required=True, help="training cohort (RSPECT or NIfTI layout)")
+    p.add_argument("--cohort", type=Path, required=True, action="append",
+                   help="training cohort (RSPECT or NIfTI layout); repeat to train on several")
     p.add_argument("--val-cohort", type=Path, help="validation cohort (study and slice AUC each epoch)")
     p.add_argument("--out", type=Path, required=True, help="run folder (logs, checkpoints, model folder)")
     p.add_argument("--cache", type=Path, help="slice cache folder (default: <out>/cache)")
@@ -132,13 +133,14 @@ def _prepare(args: argparse.Namespace, ctx: DistContext, spec: SliceSpec) -> tup
         artery = load_model(args.artery_model, device=str(ctx.device))
         artery_info = {"name": artery[1]["name"], "version": artery[1]["version"], "sha256": artery[1]["sha256"]}
     cache = args.cache or args.out / "cache"
+    studies = training_studies(args.cohort)
     # rank 0 fills the cache first, the others then read it
     if ctx.is_main:
-        train = cached_studies(read_training_studies(args.cohort), cache, spec, artery, device=str(ctx.device),
+        train = cached_studies(studies, cache, spec, artery, device=str(ctx.device),
                                on_study=lambda c: log.info("prepared %s", c))
     barrier()
     if not ctx.is_main:
-        train = cached_studies(read_training_studies(args.cohort), cache, spec, artery, device=str(ctx.device))
+        train = cached_studies(studies, cache, spec, artery, device=str(ctx.device))
     val = []
     if args.val_cohort is not None:
         if ctx.is_main:

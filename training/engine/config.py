@@ -11,20 +11,28 @@ from .distributed import DistContext
 
 
 def run_config(args: argparse.Namespace, ctx: DistContext, skip: Iterable[str] = ()) -> dict[str, Any]:
-    """``args`` as JSON values (paths as strings, tuples as lists) plus the world size and the global batch.
+    """``args`` as JSON values (paths as strings, also in lists; tuples as lists) plus the world size and the
+    global batch.
 
     Args:
         skip: argument names left out (objects that are not settings, e.g. parsed label sources).
     """
     left_out = set(skip)
-    config = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-              for k, v in vars(args).items() if k not in left_out}
+    config = {k: _json_value(v) for k, v in vars(args).items() if k not in left_out}
     return config | {"world_size": ctx.world_size, "global_batch_size": args.batch_size * ctx.world_size}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [str(v) if isinstance(v, Path) else v for v in value]
+    return value
 
 
 def portable_config(config: dict[str, Any], path_keys: Iterable[str] = (), *,
                     absolute_paths: bool = False) -> dict[str, Any]:
-    """``config`` with the values of ``path_keys`` cut to their last component (a folder's name).
+    """``config`` with the values of ``path_keys`` cut to their last component (a folder's name; each of a list's).
 
     Model folders are shared: their metadata names the cohort and the models a run used, never where they
     lay on the training machine.
@@ -34,8 +42,16 @@ def portable_config(config: dict[str, Any], path_keys: Iterable[str] = (), *,
             of nested dicts and lists, whatever its key (what :mod:`training.bundle` does to a whole metadata).
     """
     keys = set(path_keys)
-    return {k: (Path(v).name if k in keys and isinstance(v, str) and v
-                else _cut_absolute(v) if absolute_paths else v) for k, v in config.items()}
+    return {k: (_name(v) if k in keys else _cut_absolute(v) if absolute_paths else v) for k, v in config.items()}
+
+
+def _name(value: Any) -> Any:
+    """A path string -> its last component; a list of them -> their last components; anything else as is."""
+    if isinstance(value, str) and value:
+        return Path(value).name
+    if isinstance(value, list):
+        return [_name(v) for v in value]
+    return value
 
 
 def _cut_absolute(value: Any) -> Any:
