@@ -56,6 +56,20 @@ def test_candidates_are_the_clot_not_the_wall(a_tube_phantom):
     np.testing.assert_array_equal(found, expected)
 
 
+def test_a_given_eroded_territory_is_used_as_the_erosion_would_make_it(a_tube_phantom):
+    hu, territory = a_tube_phantom
+    spacing = (0.7, 0.7, 1.25)
+    inner = erode_territory(territory, spacing)
+    np.testing.assert_array_equal(candidate_clot_voxels(hu, territory, spacing_mm=spacing, inner=inner),
+                                  candidate_clot_voxels(hu, territory, spacing_mm=spacing))
+    # it is used, not recomputed: without its deep part the clot is no longer found
+    shallow = inner.copy()
+    shallow[CLOT] = False
+    assert not candidate_clot_voxels(hu, territory, spacing_mm=spacing, inner=shallow)[CLOT].any()
+    with pytest.raises(ValueError, match="arrays must share"):
+        candidate_clot_voxels(hu, territory, spacing_mm=spacing, inner=inner[:-1])
+
+
 def test_without_erosion_the_partial_volume_wall_becomes_candidate(a_tube_phantom):
     hu, territory = a_tube_phantom
     found = candidate_clot_voxels(hu, territory, spacing_mm=(0.7, 0.7, 1.25), erosion_mm=0.0)

@@ -130,13 +130,12 @@ def component_peaks(labels: np.ndarray, n_labels: int, heatmap: np.ndarray) -> n
     return peaks
 
 
-def missed_outside_territory(truth_mask: np.ndarray, lesion_scores: np.ndarray, territory: np.ndarray) -> int:
-    """How many missed emboli (``lesion_scores`` not finite, in :func:`label_components` order of ``truth_mask``)
-    have no voxel in ``territory``."""
+def missed_outside_territory(truth_labels: np.ndarray, lesion_scores: np.ndarray, territory: np.ndarray) -> int:
+    """How many missed emboli (``lesion_scores`` not finite, one per label of ``truth_labels``, the
+    :func:`label_components` of the reference) have no voxel in ``territory``."""
     missed = np.flatnonzero(~np.isfinite(lesion_scores)) + 1
     if not missed.size:
         return 0
-    truth_labels, _ = label_components(truth_mask)
     reached = np.unique(truth_labels[(np.asarray(territory) != 0) & (truth_labels > 0)])
     return int(np.isin(missed, reached, invert=True).sum())
 
@@ -157,7 +156,9 @@ def evaluate_case(truth: GroundTruth, prediction: Prediction, *,
     scores = component_peaks(pred_labels, n_findings, prediction.heatmap)
     # froc_case matches findings to emboli with lesion_detection's definitions: an embolus is detected when
     # its score is finite (some finding overlaps it); each unmatched finding is one false positive
-    froc = froc_case(pred_labels, {i + 1: float(v) for i, v in enumerate(scores)}, truth_mask)
+    truth_components = label_components(truth_mask)
+    froc = froc_case(pred_labels, {i + 1: float(v) for i, v in enumerate(scores)}, truth_mask,
+                     truth_components=truth_components)
     tp = int(np.isfinite(froc.lesion_scores).sum())
     positive_slices = np.flatnonzero(truth_mask.reshape(truth_mask.shape[0], -1).any(axis=1))
     slice_hits = pointing_hits((prediction.heatmap[k] for k in positive_slices),
@@ -170,7 +171,7 @@ def evaluate_case(truth: GroundTruth, prediction: Prediction, *,
     artery_dice = fn_outside = None
     if prediction.arteries is not None:
         artery_dice = dice(prediction.arteries, truth.arteries())
-        fn_outside = missed_outside_territory(truth_mask, froc.lesion_scores, prediction.arteries)
+        fn_outside = missed_outside_territory(truth_components[0], froc.lesion_scores, prediction.arteries)
     return CaseResult(
         case=truth.case, prediction_dir=prediction.folder, positive=truth.positive,
         pe_probability=prediction.pe_probability, slice_labels=truth.slice_labels,

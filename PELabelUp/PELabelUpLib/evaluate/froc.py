@@ -40,9 +40,11 @@ class FrocCurve(NamedTuple):
     mean_fp_per_scan: np.ndarray
 
 
-def froc_case(pred_labels: np.ndarray, scores: Mapping[int, float], truth_mask: np.ndarray) -> FrocCase:
+def froc_case(pred_labels: np.ndarray, scores: Mapping[int, float], truth_mask: np.ndarray, *,
+              truth_components: tuple[np.ndarray, int] | None = None) -> FrocCase:
     """Reduce one scan: ``pred_labels`` integer components (0 background, each label one finding),
-    ``scores`` label -> score for every label present, ``truth_mask`` the reference (nonzero inside)."""
+    ``scores`` label -> score for every label present, ``truth_mask`` the reference (nonzero inside).
+    ``truth_components``: :func:`label_components` of ``truth_mask`` when the caller has it already."""
     check_pair(pred_labels, truth_mask, ("pred_labels", "truth_mask"))
     pred = np.asarray(pred_labels)
     if not np.issubdtype(pred.dtype, np.integer):
@@ -51,7 +53,7 @@ def froc_case(pred_labels: np.ndarray, scores: Mapping[int, float], truth_mask: 
     missing = [i for i in ids if i not in scores]
     if missing:
         raise ValueError(f"no score for predicted component(s) {missing}")
-    truth_labels, n_truth = label_components(truth_mask)
+    truth_labels, n_truth = label_components(truth_mask) if truth_components is None else truth_components
     lesion_scores = np.full(n_truth, -np.inf)
     fp_scores = []
     both = (truth_labels > 0) & (pred > 0)

@@ -149,11 +149,12 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
     if box is not None:
         # candidates, heat and selection live in the territory's bounding box only (time and memory)
         hu_box, territory_box_arr = volume.hu[box.slices], territory[box.slices]
-        candidates = components(candidate_clot_voxels(hu_box, territory_box_arr, spacing_mm=spacing,
-                                                      wall_clear_mm=settings.wall_clear_mm),
-                                spacing, settings.min_volume_mm3)
+        # the eroded territory and its lumen HU serve the candidates and the neutral fill of masked regions
         inner = erode_territory(territory_box_arr.astype(bool), spacing, None)
         lumen_hu = lumen_median_hu(hu_box, inner) if inner.any() else 300.0
+        candidates = components(candidate_clot_voxels(hu_box, territory_box_arr, spacing_mm=spacing, inner=inner,
+                                                      lumen_hu=lumen_hu, wall_clear_mm=settings.wall_clear_mm),
+                                spacing, settings.min_volume_mm3)
         explainer = get_explainer(settings.explainer)
         first_round = {"probs": probs, "stack": stack}
         z_box, y_box, x_box = box.slices

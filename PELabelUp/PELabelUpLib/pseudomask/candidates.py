@@ -89,6 +89,7 @@ def candidate_clot_voxels(
     clot_high_hu: float | None = None,
     lumen_hu: float | None = None,
     wall_clear_mm: float | None = None,
+    inner: np.ndarray | None = None,
 ) -> np.ndarray:
     """Bool mask of voxels that could be clot (the rule is in the module doc).
 
@@ -103,15 +104,20 @@ def candidate_clot_voxels(
         wall_clear_mm: also take the eroded wall's voxels in the window that lie farther than this (mm) from
             any voxel at or above the window's upper bound; ``None``: never. Opacified voxels outside the
             array are not seen: give the territory a margin of at least this much.
+        inner: :func:`erode_territory` of the territory with ``erosion_mm`` when the caller has it already.
     """
     hu = np.asarray(hu)
     territory = np.asarray(artery_territory) != 0
     check_same_shape(hu=hu, artery_territory=territory)
-    inner = erode_territory(territory, spacing_mm, erosion_mm)
+    if inner is None:
+        inner = erode_territory(territory, spacing_mm, erosion_mm)
+    else:
+        inner = np.asarray(inner, dtype=bool)
+        check_same_shape(hu=hu, inner=inner)
     if not inner.any():
         log.warning("artery territory (%d voxels) is empty after erosion: no clot candidates",
                     int(territory.sum()))
-        return inner
+        return np.zeros_like(inner)
     if clot_high_hu is None:
         lumen = lumen_median_hu(hu, inner) if lumen_hu is None else float(lumen_hu)
         clot_high_hu = clot_threshold_hu(lumen)

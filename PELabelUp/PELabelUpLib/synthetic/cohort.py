@@ -182,33 +182,19 @@ def build_and_write(request: CaseRequest, out_dir: str, layout: Layout) -> tuple
     return _summary(case, request.kind, request.seed, path.relative_to(out), study_uid), rows
 
 
-def _finished_rspect_records(out_dir: Path) -> dict[str, tuple[dict, Path]]:
-    """Case id -> (record, its path) of every case an earlier run finished into an RSPECT folder, each record
-    read once (looking each case up in ``masks/*/case.json`` would read them all once per case)."""
-    found = {}
+def _finished_records(out_dir: Path, layout: Layout, case_ids: Sequence[str]) -> dict[str, tuple[dict, Path]]:
+    """Case id -> (record, its path) of the cases among ``case_ids`` that an earlier run finished, each record
+    read once: a NIfTI case is its ``<case_id>/case.json``; RSPECT records (``masks/<study>/case.json``, whose
+    study has its DICOM folder) are read in one pass, not once per case."""
+    if layout == "nifti":
+        paths = (out_dir / case_id / "case.json" for case_id in case_ids)
+        return {p.parent.name: (json.loads(p.read_text()), p) for p in paths if p.is_file()}
+    wanted, found = set(case_ids), {}
     for record_path in sorted((out_dir / "masks").glob("*/case.json")):
         record = json.loads(record_path.read_text())
-        if "case_id" in record and (out_dir / "train" / str(record.get("study_uid"))).is_dir():
+        if record.get("case_id") in wanted and (out_dir / "train" / str(record.get("study_uid"))).is_dir():
             found[record["case_id"]] = (record, record_path)
     return found
-
-
-def _finished_case(out_dir: Path, layout: Layout, case_id: str,
-                   rspect_records: dict[str, tuple[dict, Path]]) -> tuple[dict, list[dict]] | None:
-    """The summary of a case an earlier run finished, or None (``rspect_records``: see
-    :func:`_finished_rspect_records`)."""
-    if layout == "nifti":
-        record_path = out_dir / case_id / "case.json"
-        if not record_path.is_file():
-            return None
-        record = json.loads(record_path.read_text())
-        check_generator_version(record, record_path)
-        return record, []
-    if case_id not in rspect_records:
-        return None
-    record, record_path = rspect_records[case_id]
-    check_generator_version(record, record_path)
-    return record, record["train_csv_rows"]
 
 
 def _summary_from_record(record: dict, request: CaseRequest, out_dir: Path, layout: Layout) -> dict[str, Any]:
@@ -269,14 +255,15 @@ def generate_cohort(
     summaries: dict[int, dict[str, Any]] = {}
     train_rows: dict[int, list[dict]] = {}
     todo = []
-    rspect_records = _finished_rspect_records(out) if layout == "rspect" else {}
+    finished = _finished_records(out, layout, [_case_id_of(r) for r in requests])
     for request in requests:
-        done = _finished_case(out, layout, _case_id_of(request), rspect_records)
-        if done is None:
+        if _case_id_of(request) not in finished:
             todo.append(request)
             continue
-        summaries[request.index] = _summary_from_record(done[0], request, out, layout)
-        train_rows[request.index] = done[1]
+        record, record_path = finished[_case_id_of(request)]
+        check_generator_version(record, record_path)
+        summaries[request.index] = _summary_from_record(record, request, out, layout)
+        train_rows[request.index] = [] if layout == "nifti" else record["train_csv_rows"]
         if on_case_done:
             on_case_done(summaries[request.index])
     if todo:
