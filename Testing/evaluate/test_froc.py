@@ -76,3 +76,15 @@ def test_bad_inputs_fail_fast():
         froc([froc_case(pred, {4: 1.0}, np.zeros_like(truth))])
     with pytest.raises(ValueError, match="at least one case"):
         froc([])
+
+
+def test_given_truth_components_are_used_in_their_order():
+    truth = np.zeros((3, 10, 10), dtype=bool)
+    truth[1, 1:3, 1:3] = True
+    truth[1, 6:8, 6:8] = True
+    pred = np.zeros((3, 10, 10), dtype=np.int32)
+    pred[1, 2, 2] = 1
+    labels = np.zeros(truth.shape, dtype=np.int32)
+    labels[1, 1:3, 1:3], labels[1, 6:8, 6:8] = 2, 1  # the reverse of label_components' order
+    assert froc_case(pred, {1: 0.9}, truth).lesion_scores.tolist() == [0.9, -np.inf]
+    assert froc_case(pred, {1: 0.9}, truth, truth_components=(labels, 2)).lesion_scores.tolist() == [-np.inf, 0.9]
