@@ -18,7 +18,7 @@ from torch import nn
 
 from PELabelUpLib.evaluate import dice
 from PELabelUpLib.geometry import Geometry
-from PELabelUpLib.io import read_label_file
+from PELabelUpLib.io import read_label_file, write_volume
 from PELabelUpLib.io.image_files import read_image_file
 from PELabelUpLib.models.artery import ArteryPreprocessing, artery_input, predict_artery_territory
 from PELabelUpLib.models.folder import load_model, sha256_of
@@ -40,6 +40,7 @@ from training.artery.augment import (
 from training.artery.data import (
     ArteryPatchDataset,
     WorkingCase,
+    cache_key,
     crop_patch,
     list_cohort_cases,
     load_working_case,
@@ -89,6 +90,36 @@ def test_cache_holds_what_artery_input_computes_and_is_rebuilt_when_the_source_c
     assert record.stat().st_mtime_ns != written
     load_working_case(case, ArteryPreprocessing(spacing_mm=(3.0, 3.0, 3.0)), tmp_path)
     assert len(list(tmp_path.iterdir())) == 2  # another working spacing, another cache folder
+
+
+def test_a_lower_label_coverage_keeps_thin_branches_and_gets_its_own_cache(tmp_path: Path) -> None:
+    """A tube 1.6 mm across, oblique to a 1.5 mm working grid: at coverage 0.5 it falls apart, at 0.25 it stays
+    one piece, and the thick label contains the thin one."""
+    spacing = 0.4
+    z, y, x = np.mgrid[0:40, 0:60, 0:60].astype(np.float32) * spacing
+    centre_y, centre_x = 12.0 + 0.35 * z, 12.0 + 0.2 * z  # a line drifting through the slices
+    tube = ((y - centre_y) ** 2 + (x - centre_x) ** 2 <= 0.8 ** 2).astype(np.uint8)
+    hu = np.where(tube > 0, 300, -850).astype(np.int16)
+    geometry = Geometry(size=(60, 60, 40), spacing_mm=(spacing,) * 3, origin_mm=(0.0, 0.0, 0.0))
+    case_dir = tmp_path / "case"
+    case_dir.mkdir()
+    write_volume(CTVolume(hu, geometry), case_dir / "ct.nii.gz")
+    write_volume(tube, case_dir / "arteries.nii.gz", geometry)
+    case = list_cohort_cases(tmp_path)[0]
+    prep = ArteryPreprocessing(spacing_mm=(1.5, 1.5, 1.5))
+    cache = tmp_path / "cache"
+    half = load_working_case(case, prep, cache)
+    quarter = load_working_case(case, prep, cache, label_coverage=0.25)
+    pieces = lambda mask: ndimage.label(mask, structure=np.ones((3, 3, 3)))[1]  # noqa: E731
+    assert pieces(quarter.arteries) == 1
+    assert pieces(half.arteries) != 1
+    assert np.all(quarter.arteries >= half.arteries)
+    assert len(list(cache.iterdir())) == 2  # its own cache folder; the default's key is what it always was
+    assert cache_key(prep) == cache_key(prep, 0.5) != cache_key(prep, 0.25)
+    record = json.loads(next((cache / cache_key(prep, 0.25)).glob("*/case.json")).read_text())
+    assert record["label_coverage"] == 0.25
+    with pytest.raises(ValueError, match="label coverage"):
+        load_working_case(case, prep, cache, label_coverage=0.0)
 
 
 @settings(max_examples=60, deadline=None)

@@ -9,7 +9,14 @@ world space; int16 HU stays int16), and cached as ``.npy`` files::
     <cache_dir>/<key>/<case_id>/arteries.npy    uint8 (Z, Y, X) 0/1 artery mask (lumen including clot)
     <cache_dir>/<key>/<case_id>/case.json       working grid (LPS mm) and the source files' size and mtime
 
-``key`` hashes the working spacing and the cache format, so a change of either never reuses stale arrays.
+``key`` hashes the working spacing, the label coverage (below) and the cache format, so a change of any never
+reuses stale arrays.
+
+**Label coverage.** A working voxel is artery when at least ``label_coverage`` of it lies inside the mask
+(the mask's linear interpolation onto the working grid, thresholded). At 0.5 a branch thinner than about
+two working voxels breaks into pieces or vanishes: on a phantom of today's generator the true mask taken to the
+1.5 mm grid and back keeps 0.74 of the artery voxels, and only 0.24 of the voxels of branches under 1 mm in radius. A lower coverage
+keeps thin branches whole at the cost of a thicker label around the large vessels.
 HU (not the windowed image) is cached so that the HU augmentation acts before the window, as a change of
 contrast would; windowing the cached HU with ``prep.window_hu`` is exactly ``artery_input``.
 Emboli masks are never read here: the artery model learns anatomy labels only.
@@ -43,6 +50,8 @@ log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 AIR_HU = -1024
+#: default label coverage: a working voxel at least half inside the mask is artery
+LABEL_COVERAGE = 0.5
 
 
 @dataclass(frozen=True)
@@ -101,10 +110,22 @@ def list_cohort_cases(cohort_dir: str | Path) -> list[CohortCase]:
     return cases
 
 
-def cache_key(prep: ArteryPreprocessing) -> str:
-    """Cache folder name for ``prep``: a hash of the working spacing and the cache format."""
-    blob = json.dumps({"spacing_mm": [float(s) for s in prep.spacing_mm], "format": CACHE_FORMAT}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def cache_key(prep: ArteryPreprocessing, label_coverage: float = LABEL_COVERAGE) -> str:
+    """Cache folder name: a hash of the working spacing, the label coverage and the cache format.
+
+    The default coverage is left out of the hash, so caches made before it was a setting stay valid.
+    """
+    key: dict[str, Any] = {"spacing_mm": [float(s) for s in prep.spacing_mm], "format": CACHE_FORMAT}
+    if label_coverage != LABEL_COVERAGE:
+        key["label_coverage"] = float(label_coverage)
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_label_coverage(label_coverage: float) -> float:
+    """``label_coverage`` if it lies in (0, 1], else ``ValueError``."""
+    if not 0.0 < label_coverage <= 1.0:
+        raise ValueError(f"label coverage must lie in (0, 1], got {label_coverage}")
+    return float(label_coverage)
 
 
 def _stamp(path: Path) -> list[int]:
@@ -112,14 +133,16 @@ def _stamp(path: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def to_working_grid(case: CohortCase, prep: ArteryPreprocessing) -> tuple[np.ndarray, np.ndarray, Geometry]:
+def to_working_grid(case: CohortCase, prep: ArteryPreprocessing,
+                    label_coverage: float = LABEL_COVERAGE) -> tuple[np.ndarray, np.ndarray, Geometry]:
     """Resample a case's CT and artery mask onto the working grid.
 
     Returns:
         ``(hu, arteries, geometry)``: ``int16 (Z, Y, X)`` HU (linear, as :func:`artery_input`), ``uint8 (Z, Y, X)``
-        mask (linear interpolation of the 0/1 mask thresholded at 0.5: smoother than nearest neighbour when
-        the input slices are thick), and the working grid.
+        mask (linear interpolation of the 0/1 mask thresholded at ``label_coverage``: smoother than nearest
+        neighbour when the input slices are thick), and the working grid.
     """
+    label_coverage = check_label_coverage(label_coverage)
     volume = read_image_file(case.ct_path)
     mask, mask_geometry = read_label_file(case.arteries_path)
     if not mask_geometry.same_grid(volume.geometry):
@@ -129,18 +152,19 @@ def to_working_grid(case: CohortCase, prep: ArteryPreprocessing) -> tuple[np.nda
     hu = work.hu if work.hu.dtype == np.int16 else np.clip(np.rint(work.hu), -32768, 32767).astype(np.int16)
     fraction = resample_like((mask > 0).astype(np.float32), volume.geometry, work.geometry, "linear",
                              default_value=0.0)
-    return hu, (fraction >= 0.5).astype(np.uint8), work.geometry
+    return hu, (fraction >= label_coverage).astype(np.uint8), work.geometry
 
 
-def load_working_case(case: CohortCase, prep: ArteryPreprocessing, cache_dir: str | Path) -> WorkingCase:
+def load_working_case(case: CohortCase, prep: ArteryPreprocessing, cache_dir: str | Path,
+                      label_coverage: float = LABEL_COVERAGE) -> WorkingCase:
     """A case on the working grid, from the cache (made and stored on first use or when its source changed)."""
-    folder = Path(cache_dir) / cache_key(prep) / case.case_id
+    folder = Path(cache_dir) / cache_key(prep, label_coverage) / case.case_id
     record_path = folder / "case.json"
     sources = {"ct": _stamp(case.ct_path), "arteries": _stamp(case.arteries_path)}
     record = json.loads(record_path.read_text()) if record_path.is_file() else None
     if record is None or record.get("sources") != sources:
-        hu, arteries, geometry = to_working_grid(case, prep)
-        _write_cache(folder, hu, arteries, geometry, sources, prep)
+        hu, arteries, geometry = to_working_grid(case, prep, label_coverage)
+        _write_cache(folder, hu, arteries, geometry, sources, prep, label_coverage)
         log.debug("cached %s on the %s mm grid %s", case.case_id, prep.spacing_mm, geometry.size)
     else:
         g = record["geometry"]
@@ -155,7 +179,7 @@ def load_working_case(case: CohortCase, prep: ArteryPreprocessing, cache_dir: st
 
 
 def _write_cache(folder: Path, hu: np.ndarray, arteries: np.ndarray, geometry: Geometry,
-                 sources: dict[str, list[int]], prep: ArteryPreprocessing) -> None:
+                 sources: dict[str, list[int]], prep: ArteryPreprocessing, label_coverage: float) -> None:
     """Write the arrays, then ``case.json`` last (its presence marks a complete entry)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "case.json").unlink(missing_ok=True)
@@ -165,18 +189,20 @@ def _write_cache(folder: Path, hu: np.ndarray, arteries: np.ndarray, geometry: G
         tmp.replace(folder / f"{name}.npy")
     record = {"geometry": {"size": list(geometry.size), "spacing_mm": list(geometry.spacing_mm),
                            "origin_mm": list(geometry.origin_mm), "direction": list(geometry.direction)},
-              "sources": sources, "working_spacing_mm": list(prep.spacing_mm), "format": CACHE_FORMAT}
+              "sources": sources, "working_spacing_mm": list(prep.spacing_mm),
+              "label_coverage": label_coverage, "format": CACHE_FORMAT}
     tmp = folder / ".case.json.tmp"
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(folder / "case.json")
 
 
 def load_working_cases(cases: Sequence[CohortCase], prep: ArteryPreprocessing, cache_dir: str | Path, *,
+                       label_coverage: float = LABEL_COVERAGE,
                        on_case: Callable[[str], None] | None = None) -> list[WorkingCase]:
     """:func:`load_working_case` for every case (cases without artery voxels are dropped with a warning)."""
     loaded = []
     for case in cases:
-        work = load_working_case(case, prep, cache_dir)
+        work = load_working_case(case, prep, cache_dir, label_coverage)
         if work.artery_voxels.size == 0:
             log.warning("%s: no artery voxel on the working grid; skipped", case.case_id)
         else:

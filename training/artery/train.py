@@ -58,7 +58,8 @@ from training.engine.cli import log_completed, run_training
 from training.engine.records import optimizer_text, patch_metrics, run_figures
 
 from .augment import AUGMENTATIONS
-from .data import ArteryPatchDataset, fixed_patches, list_cohort_cases, load_working_cases
+from .data import LABEL_COVERAGE, ArteryPatchDataset, check_label_coverage, fixed_patches, list_cohort_cases, \
+    load_working_cases
 
 log = logging.getLogger("training.artery.train")
 
@@ -68,7 +69,7 @@ MODEL_NAME = "pelabelup-arteries"
 WINDOW_HU = (-50.0, 1500.0)
 #: settings whose change makes a resumed run differ from an uninterrupted one
 RUN_DEFINING = ("seed", "epochs", "batch_size", "patch", "patches_per_epoch", "artery_fraction", "augmentation",
-                "lr", "channels", "norm", "res_units", "window", "val_cases", "world_size")
+                "lr", "channels", "norm", "res_units", "window", "label_coverage", "val_cases", "world_size")
 
 
 def network_spec(channels: Sequence[int], res_units: int, norm: str) -> dict[str, Any]:
@@ -139,6 +140,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=float, nargs=2, default=WINDOW_HU, metavar=("LEVEL", "WIDTH"),
                    help="HU window of the network input (default: level -50, width 1500, i.e. -800..700 HU, so "
                         "that partial-volume lung arteries stay visible)")
+    p.add_argument("--label-coverage", type=float, default=LABEL_COVERAGE,
+                   help="a working-grid voxel is labelled artery when at least this share of it lies inside the "
+                        "mask (default %(default)s; lower keeps thin branches whole, see training.artery.data)")
     p.add_argument("--val-cases", type=int, default=3, help="cohort cases held out for the per-epoch Dice")
     p.add_argument("--val-patches", type=int, default=6, help="fixed validation patches per held-out case")
     p.add_argument("--select", choices=("last", "best"), default="last",
@@ -158,6 +162,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.patch = tuple(args.patch)
     args.channels = tuple(args.channels)
     args.window = tuple(args.window)
+    try:
+        check_label_coverage(args.label_coverage)
+    except ValueError as e:
+        p.error(f"--label-coverage: {e}")
     return args
 
 
@@ -203,7 +211,8 @@ def _metadata(args: argparse.Namespace, ctx: DistContext, spec: dict[str, Any], 
                    "sigmoid >= preprocessing.threshold is territory, put back on the input grid",
         "training": {
             "cohort": {"names": [c.name for c in args.cohort], "description": args.cohort_description,
-                       "train_cases": len(train_ids), "val_cases": val_ids, "labels": "arteries.nii.gz"},
+                       "train_cases": len(train_ids), "val_cases": val_ids, "labels": "arteries.nii.gz",
+                       "label_coverage": args.label_coverage},
             "init_weights": init, "seed": args.seed, "epochs": args.epochs,
             "epochs_done": figures["epochs_done"], "steps": figures["steps"],
             "patches_per_epoch": args.patches_per_epoch, "batch_size": args.batch_size,
@@ -238,10 +247,10 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
         raise ValueError(f"--val-cases must lie in [0, {len(cases) - 1}] for {len(cases)} cases, got {args.val_cases}")
     split = len(cases) - args.val_cases
     if ctx.is_main:  # rank 0 fills the cache; the others then read it
-        load_working_cases(cases, prep, args.cache_dir)
+        load_working_cases(cases, prep, args.cache_dir, label_coverage=args.label_coverage)
     barrier()
-    train_cases = load_working_cases(cases[:split], prep, args.cache_dir)
-    val_cases = load_working_cases(cases[split:], prep, args.cache_dir)
+    train_cases = load_working_cases(cases[:split], prep, args.cache_dir, label_coverage=args.label_coverage)
+    val_cases = load_working_cases(cases[split:], prep, args.cache_dir, label_coverage=args.label_coverage)
     log.info("%d training cases, %d validation cases on the %s mm grid", len(train_cases), len(val_cases),
              prep.spacing_mm)
     dataset = ArteryPatchDataset(train_cases, prep, patches_per_epoch=args.patches_per_epoch, patch_zyx=args.patch,
