@@ -58,8 +58,14 @@ from training.engine.cli import log_completed, run_training
 from training.engine.records import optimizer_text, patch_metrics, run_figures
 
 from .augment import AUGMENTATIONS
-from .data import LABEL_COVERAGE, ArteryPatchDataset, check_label_coverage, fixed_patches, list_cohort_cases, \
-    load_working_cases
+from .data import (
+    LABEL_COVERAGE,
+    ArteryPatchDataset,
+    check_label_coverage,
+    fixed_patches,
+    list_cohort_cases,
+    load_working_cases,
+)
 
 log = logging.getLogger("training.artery.train")
 
