@@ -75,7 +75,7 @@ MODEL_NAME = "pelabelup-arteries"
 WINDOW_HU = (-50.0, 1500.0)
 #: settings whose change makes a resumed run differ from an uninterrupted one
 RUN_DEFINING = ("seed", "epochs", "batch_size", "patch", "patches_per_epoch", "artery_fraction", "augmentation",
-                "lr", "channels", "norm", "res_units", "window", "label_coverage", "val_cases", "world_size")
+                "lr", "channels", "norm", "res_units", "window", "spacing", "label_coverage", "val_cases", "world_size")
 
 
 def network_spec(channels: Sequence[int], res_units: int, norm: str) -> dict[str, Any]:
@@ -146,6 +146,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=float, nargs=2, default=WINDOW_HU, metavar=("LEVEL", "WIDTH"),
                    help="HU window of the network input (default: level -50, width 1500, i.e. -800..700 HU, so "
                         "that partial-volume lung arteries stay visible)")
+    p.add_argument("--spacing", type=float, nargs=3, default=ArteryPreprocessing.spacing_mm, metavar=("X", "Y", "Z"),
+                   help="working grid spacing, mm (default: %(default)s)")
     p.add_argument("--label-coverage", type=float, default=LABEL_COVERAGE,
                    help="a working-grid voxel is labelled artery when at least this share of it lies inside the "
                         "mask (default %(default)s; lower keeps thin branches whole, see training.artery.data)")
@@ -168,6 +170,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.patch = tuple(args.patch)
     args.channels = tuple(args.channels)
     args.window = tuple(args.window)
+    args.spacing = tuple(args.spacing)
+    if not all(0 < v < 20 for v in args.spacing):
+        p.error(f"--spacing: each value must lie in (0, 20) mm, got {args.spacing}")
     try:
         check_label_coverage(args.label_coverage)
     except ValueError as e:
@@ -246,7 +251,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
     seed_everything(args.seed, ctx.rank)
     configure_determinism(ctx.device)
     precision = make_precision(ctx.device, args.precision)
-    prep = ArteryPreprocessing(window_hu=tuple(args.window))
+    prep = ArteryPreprocessing(spacing_mm=args.spacing, window_hu=args.window)
 
     cases = [case for cohort in args.cohort for case in list_cohort_cases(cohort)]
     if args.val_cases < 0 or args.val_cases >= len(cases):
