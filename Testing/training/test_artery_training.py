@@ -278,14 +278,21 @@ def test_a_tiny_network_overfits_one_phantom_and_the_folder_loads(a_phantom_coho
 def test_training_stops_resumes_and_refuses_to_overwrite(a_phantom_cohort: Path, tmp_path: Path) -> None:
     base = ["--cohort", str(a_phantom_cohort), "--out", str(tmp_path / "model"), "--cache-dir", str(tmp_path / "c"),
             "--epochs", "2", "--patches-per-epoch", "2", "--patch", "16", "16", "16", "--channels", "4", "8",
-            "--val-cases", "0", "--threads", "1", "--progress", "off"]
+            "--val-cases", "0", "--threads", "1", "--progress", "off", "--spacing", "2", "2", "2.5",
+            "--label-coverage", "0.3"]
     first = train(parse_args([*base, "--stop-after-epoch", "1"]), DistContext())
     assert first.fit.ended == "interrupted" and first.model_folder is None
     with pytest.raises(FileExistsError, match="--resume"):
         train(parse_args(base), DistContext())
     second = train(parse_args([*base, "--resume"]), DistContext())
     assert second.fit.ended == "completed" and second.fit.state.epoch == 2
-    assert json.loads((tmp_path / "model" / "metadata.json").read_text())["training"]["steps"] == 2
+    metadata = json.loads((tmp_path / "model" / "metadata.json").read_text())
+    assert metadata["training"]["steps"] == 2
+    # the working grid and the label coverage reach the cache and the metadata
+    assert metadata["preprocessing"]["spacing_mm"] == [2.0, 2.0, 2.5]
+    assert metadata["training"]["cohort"]["label_coverage"] == 0.3
+    (record,) = (tmp_path / "c").glob("*/*/case.json")
+    assert json.loads(record.read_text())["label_coverage"] == 0.3
     with pytest.raises(FileExistsError, match="model folder exists"):
         train(parse_args([*base, "--resume"]), DistContext())
 
