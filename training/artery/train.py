@@ -32,7 +32,6 @@ from PELabelUpLib.errors import InputError
 from PELabelUpLib.models.artery import ArteryPreprocessing
 from PELabelUpLib.models.folder import load_model, save_model_folder
 from PELabelUpLib.models.networks import build_network
-from PELabelUpLib.precision import TRAINING_PRECISIONS
 from training.engine import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
@@ -55,7 +54,8 @@ from training.engine import (
     wrap_ddp,
 )
 from training.engine.cli import log_completed, run_training
-from training.engine.records import optimizer_text, patch_metrics, run_figures
+from training.engine.options import add_run_arguments
+from training.engine.records import patch_metrics, patch_run_record
 
 from .augment import AUGMENTATIONS
 from .data import (
@@ -122,13 +122,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.artery.train", description=__doc__.split("\n")[0])
     p.add_argument("--cohort", type=Path, required=True, action="append",
                    help="NIfTI-layout cohort (pelabelup synth --out ...); repeat to train on several")
-    p.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist)")
-    p.add_argument("--run-dir", type=Path, help="logs and checkpoints (default: <out>.run beside --out)")
     p.add_argument("--cache-dir", type=Path, help="working-grid cache (default: .cache in the first --cohort)")
-    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoints/last.pt")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--patches-per-epoch", type=int, default=240, help="training patches drawn per epoch")
-    p.add_argument("--batch-size", type=int, default=2, help="per process")
+    add_run_arguments(p, epochs=20, lr=2e-3, patches_per_epoch=240, val_cases=3)
     p.add_argument("--patch", type=int, nargs=3, default=(64, 64, 64), metavar=("Z", "Y", "X"))
     p.add_argument("--artery-fraction", type=float, default=0.6, help="share of patches centred on artery")
     p.add_argument("--augmentation", choices=tuple(AUGMENTATIONS), default="occlusion",
@@ -137,8 +132,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "of thin branches (see training.artery.augment); none: off")
     p.add_argument("--init-weights", type=Path,
                    help="start from this model folder's weights (fine-tuning; not with --resume)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine to 2%%)")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--channels", type=int, nargs="+", default=(16, 32, 64, 128))
     p.add_argument("--res-units", type=int, default=1)
     p.add_argument("--norm", choices=("batch", "instance"), default="batch",
@@ -151,19 +144,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--label-coverage", type=float, default=LABEL_COVERAGE,
                    help="a working-grid voxel is labelled artery when at least this share of it lies inside the "
                         "mask (default %(default)s; lower keeps thin branches whole, see training.artery.data)")
-    p.add_argument("--val-cases", type=int, default=3, help="cohort cases held out for the per-epoch Dice")
-    p.add_argument("--val-patches", type=int, default=6, help="fixed validation patches per held-out case")
-    p.add_argument("--select", choices=("last", "best"), default="last",
-                   help="weights to ship: the last epoch's or the best patch Dice's")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto")
     p.add_argument("--version", default="1.0.0", help="model version written into the metadata")
-    p.add_argument("--cohort-description", default="", help="how the cohort was made, for the metadata")
-    p.add_argument("--stop-after-epoch", type=int, help="stop (checkpointed) after this many epochs")
-    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="lines")
     args = p.parse_args(argv)
     args.run_dir = args.run_dir or args.out.with_name(args.out.name + ".run")
     args.cache_dir = args.cache_dir or args.cohort[0] / ".cache"
@@ -212,7 +193,6 @@ def _metadata(args: argparse.Namespace, ctx: DistContext, spec: dict[str, Any], 
               result: FitResult, train_ids: list[str], val_ids: list[str], seconds: float,
               precision: str, init: dict[str, str] | None) -> dict[str, Any]:
     """The model folder's metadata (the core's contract: name, version, task, network, preprocessing, ...)."""
-    figures = run_figures(result, seconds)
     return {
         "name": MODEL_NAME, "version": args.version, "task": "artery", "network": spec,
         "preprocessing": prep.as_metadata(),
@@ -224,16 +204,11 @@ def _metadata(args: argparse.Namespace, ctx: DistContext, spec: dict[str, Any], 
             "cohort": {"names": [c.name for c in args.cohort], "description": args.cohort_description,
                        "train_cases": len(train_ids), "val_cases": val_ids, "labels": "arteries.nii.gz",
                        "label_coverage": args.label_coverage},
-            "init_weights": init, "seed": args.seed, "epochs": args.epochs,
-            "epochs_done": figures["epochs_done"], "steps": figures["steps"],
-            "patches_per_epoch": args.patches_per_epoch, "batch_size": args.batch_size,
-            "world_size": ctx.world_size, "patch_zyx": list(args.patch), "artery_fraction": args.artery_fraction,
-            "optimizer": optimizer_text(args.lr, args.weight_decay),
-            "loss": "soft Dice (batch) + binary cross-entropy",
-            "augmentation": {"name": args.augmentation} | asdict(AUGMENTATIONS[args.augmentation]),
-            "precision": precision, "device": ctx.device.type, "selected": args.select,
-            "samples_per_s": figures["samples_per_s"], "wall_s": figures["wall_s"],
-        },
+            "init_weights": init,
+        } | patch_run_record(args, result, seconds, world_size=ctx.world_size, patch_zyx=args.patch,
+                             centre_fraction=("artery_fraction", args.artery_fraction),
+                             augmentation={"name": args.augmentation} | asdict(AUGMENTATIONS[args.augmentation]),
+                             precision=precision, device=ctx.device.type),
         "metrics": patch_metrics(result),
         "changelog": [f"{args.version}: ArteryUNet trained on {len(train_ids)} synthetic phantoms ({args.epochs} "
                       f"epochs of {args.patches_per_epoch} patches, {args.augmentation} augmentation"

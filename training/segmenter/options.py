@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from PELabelUpLib.errors import InputError
-from PELabelUpLib.precision import TRAINING_PRECISIONS
+from training.engine.options import add_run_arguments
 
 from .sources import (
     SegmenterCase,
@@ -31,32 +31,13 @@ def add_training_arguments(p: argparse.ArgumentParser, *, epochs: int, lr: float
         p.add_argument("--datastore", type=Path,
                        help="training datastore: its latest final masks come before every --labels source")
     p.add_argument("--territory", help="gt | pred:DIR (default: pred:DIR of the first pseudo source, else gt)")
-    p.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist)")
-    p.add_argument("--run-dir", type=Path, help="logs and checkpoints (default: <out>.run beside --out)")
     p.add_argument("--cache-dir", type=Path,
                    help="working-grid cache (default: <cohort>/.cache, or <run-dir>/cache without a cohort)")
-    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoints/last.pt")
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--patches-per-epoch", type=int, default=64, help="training patches drawn per epoch")
-    p.add_argument("--batch-size", type=int, default=2, help="per process")
+    add_run_arguments(p, epochs=epochs, lr=lr, patches_per_epoch=64, val_cases=2)
     p.add_argument("--label-fraction", type=float, default=0.6,
                    help="share of patches centred on label voxels (the rest on the territory)")
     p.add_argument("--augmentation", choices=("light", "none"), default="light",
                    help="light: x flips, HU scale/shift and noise (training.artery.data.Augmentation); none: off")
-    p.add_argument("--lr", type=float, default=lr, help="peak learning rate (AdamW, cosine to 2%%)")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--val-cases", type=int, default=2, help="cases held out (the last ones) for the per-epoch Dice")
-    p.add_argument("--val-patches", type=int, default=6, help="fixed validation patches per held-out case")
-    p.add_argument("--select", choices=("last", "best"), default="last",
-                   help="weights to ship: the last epoch's or the best patch Dice's")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto")
-    p.add_argument("--cohort-description", default="", help="how the cohort was made, for the metadata")
-    p.add_argument("--stop-after-epoch", type=int, help="stop (checkpointed) after this many epochs")
-    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="lines")
 
 
 def finish_args(args: argparse.Namespace) -> argparse.Namespace:

@@ -14,7 +14,7 @@ from typing import Any
 
 from PELabelUpLib.models.segmenter import SegmenterPreprocessing
 from training.engine import FitResult
-from training.engine.records import optimizer_text, patch_metrics, run_figures
+from training.engine.records import patch_metrics, patch_run_record
 
 from .lineage import BaseModel, lineage
 from .sources import SegmenterCase
@@ -55,7 +55,6 @@ def model_metadata(args: argparse.Namespace, spec: dict[str, Any], prep: Segment
                    augmentation: dict[str, Any], base: BaseModel | None) -> dict[str, Any]:
     """The model folder's metadata; with ``base``, the lineage of a fine-tuned version
     (:func:`~training.segmenter.lineage.lineage`)."""
-    figures = run_figures(result, seconds)
     counts = {k: sum(r["labels"] == k for r in records if r["role"] == "train") for k in ("corrected", "pseudo", "gt")}
     n_train = sum(r["role"] == "train" for r in records)
     label_words = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
@@ -73,14 +72,9 @@ def model_metadata(args: argparse.Namespace, spec: dict[str, Any], prep: Segment
             # kinds only: the folders are machine-specific
             "labels": (["datastore"] if args.datastore is not None else []) + [s.partition(":")[0] for s in args.labels],
             "label_counts": counts, "territory": args.territory.partition(":")[0], "cases": records,
-            "seed": args.seed, "epochs": args.epochs, "epochs_done": figures["epochs_done"],
-            "steps": figures["steps"], "patches_per_epoch": args.patches_per_epoch, "batch_size": args.batch_size,
-            "world_size": args.world_size, "patch_zyx": list(prep.roi_size), "label_fraction": args.label_fraction,
-            "optimizer": optimizer_text(args.lr, args.weight_decay),
-            "loss": "soft Dice (batch) + binary cross-entropy", "augmentation": augmentation,
-            "precision": precision, "device": args.device_used, "selected": args.select,
-            "samples_per_s": figures["samples_per_s"], "wall_s": figures["wall_s"],
-        },
+        } | patch_run_record(args, result, seconds, world_size=args.world_size, patch_zyx=prep.roi_size,
+                             centre_fraction=("label_fraction", args.label_fraction), augmentation=augmentation,
+                             precision=precision, device=args.device_used),
         "metrics": patch_metrics(result),
     }
     if args.datastore is not None:
