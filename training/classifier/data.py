@@ -3,6 +3,10 @@
 Each study is prepared once (CT -> territory -> :func:`~PELabelUpLib.models.slices.build_slice_stack`) and
 stored as ``<cache>/<key>/<case_id>.npz`` (uint8 planes: about 25 KB a slice), where ``key`` hashes the slice
 spec and the territory source, so a change of either never reuses stale planes.
+
+The artery model's territories are cached on their own, as
+``<cache>/territories/<model sha256[:16]>/<case_id>.npz`` (bit-packed, on the study's own grid), so runs that
+change only the slice spec (pixel size, territory dilation, context) share one artery-model pass per study.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from torch.utils.data import Dataset
 
 from PELabelUpLib.models.artery import predict_artery_territory
 from PELabelUpLib.models.slices import SliceFrame, SliceSpec, SliceStack, build_slice_stack
+from PELabelUpLib.volume import CTVolume
 
 from .cohort import TrainingStudy
 
@@ -60,16 +65,46 @@ def _load(path: Path, case_id: str) -> CachedStudy:
                            bool(z["positive"]), float(z["slice_spacing_mm"]))
 
 
+TERRITORY_DIR = "territories"
+
+
+def territory_folder(cache_dir: str | Path, artery_metadata: dict) -> Path:
+    """Where the territories of one artery model (named by its weights' sha256) are cached."""
+    return Path(cache_dir) / TERRITORY_DIR / str(artery_metadata.get("sha256", "unknown"))[:16]
+
+
+def _model_territory(study: TrainingStudy, volume: CTVolume, artery: tuple[torch.nn.Module, dict], device: str,
+                     folder: Path | None) -> np.ndarray:
+    """The artery model's territory of ``volume``, from ``folder`` when it holds one of the right shape."""
+    path = folder / f"{study.case_id}.npz" if folder is not None else None
+    shape = tuple(volume.hu.shape)
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            if tuple(int(v) for v in z["shape"]) == shape:
+                return np.unpackbits(z["bits"], count=int(np.prod(shape))).reshape(shape)
+        log.info("%s: cached territory has another shape; predicting it again", study.case_id)
+    territory, _ = predict_artery_territory(volume, artery[0], artery[1], device=device)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.npz")
+        np.savez_compressed(tmp, bits=np.packbits(np.asarray(territory) > 0), shape=np.array(shape))
+        tmp.replace(path)
+    return territory
+
+
 def prepare_study(study: TrainingStudy, spec: SliceSpec, artery: tuple[torch.nn.Module, dict] | None,
-                  device: str = "cpu") -> CachedStudy:
-    """CT -> territory (the artery model's, or the cohort's mask when ``artery`` is None) -> slice stack."""
+                  device: str = "cpu", territory_dir: Path | None = None) -> CachedStudy:
+    """CT -> territory (the artery model's, or the cohort's mask when ``artery`` is None) -> slice stack.
+
+    ``territory_dir``: where the artery model's territories are cached (:func:`territory_folder`); ``None``: not.
+    """
     volume = study.load()
     if volume.hu.shape[0] != study.slice_labels.shape[0]:
         raise ValueError(f"{study.case_id}: {volume.hu.shape[0]} slices but {study.slice_labels.shape[0]} labels")
     if artery is None:
         territory = study.load_arteries()
     else:
-        territory, _ = predict_artery_territory(volume, artery[0], artery[1], device=device)
+        territory = _model_territory(study, volume, artery, device, territory_dir)
     stack = build_slice_stack(volume.hu, territory, volume.geometry.spacing_mm, spec)
     return CachedStudy(study.case_id, stack, study.slice_labels, study.positive, float(volume.geometry.spacing_mm[2]))
 
@@ -80,6 +115,7 @@ def cached_studies(studies: Sequence[TrainingStudy], cache_dir: str | Path, spec
     """Prepare (or reuse from the cache) every study's slice stack."""
     source = "gt" if artery is None else str(artery[1].get("sha256", "unknown"))
     folder = Path(cache_dir) / cache_key(spec, source)
+    territories = None if artery is None else territory_folder(cache_dir, artery[1])
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for study in studies:
@@ -87,7 +123,7 @@ def cached_studies(studies: Sequence[TrainingStudy], cache_dir: str | Path, spec
         if path.is_file():
             out.append(_load(path, study.case_id))
         else:
-            prepared = prepare_study(study, spec, artery, device)
+            prepared = prepare_study(study, spec, artery, device, territories)
             _save(path, prepared)
             out.append(prepared)
         if on_study:

@@ -63,7 +63,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="training cohort (RSPECT or NIfTI layout); repeat to train on several")
     p.add_argument("--val-cohort", type=Path, help="validation cohort (study and slice AUC each epoch)")
     p.add_argument("--out", type=Path, required=True, help="run folder (logs, checkpoints, model folder)")
-    p.add_argument("--cache", type=Path, help="slice cache folder (default: <out>/cache)")
+    p.add_argument("--cache", type=Path,
+                   help="cache folder of slice stacks and artery territories (default: <out>/cache)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--artery-model", type=Path, help="artery territory model folder")
     source.add_argument("--territory", choices=("gt",), help="gt: use the cohort's artery masks (development)")
