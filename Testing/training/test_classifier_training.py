@@ -94,10 +94,13 @@ def test_artery_territories_are_cached_once_and_shared_by_slice_specs(a_toy_coho
         direct = build_slice_stack(study.load().hu, territory, (1.0, 1.0, 2.0), wider)
         assert (a.stack.territory > 0).any()
         np.testing.assert_array_equal(direct.territory, b.stack.territory)
-    # another model (other weights): its own territories
-    cached_studies(studies[:1], tmp_path / "other", SliceSpec(pixel_mm=1.0, size_px=48),
-                   (network, metadata | {"sha256": "cd" * 32}))
-    assert network.calls > calls
+    # another model (other weights), or the same weights with another threshold: their own territories
+    for other in (metadata | {"sha256": "cd" * 32},
+                  metadata | {"preprocessing": metadata["preprocessing"] | {"threshold": 0.7}}):
+        assert territory_folder(tmp_path, other) != territory_folder(tmp_path, metadata)
+        before = network.calls
+        cached_studies(studies[:1], tmp_path, SliceSpec(pixel_mm=1.0, size_px=48), (network, other))
+        assert network.calls > before
 
 
 @pytest.mark.slow

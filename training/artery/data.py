@@ -16,8 +16,7 @@ reuses stale arrays.
 (the mask's linear interpolation onto the working grid, thresholded). At 0.5 a branch thinner than about
 two working voxels breaks into pieces or vanishes: on 12 phantoms of today's generator the true mask taken to the
 1.5 mm grid and back keeps 0.85 of the artery voxels (0.74 at worst; there, 0.24 of those of branches under 1 mm
-in radius). A lower coverage
-keeps thin branches whole at the cost of a thicker label around the large vessels.
+in radius). A lower coverage keeps thin branches whole at the cost of a thicker label around the large vessels.
 HU (not the windowed image) is cached so that the HU augmentation acts before the window, as a change of
 contrast would; windowing the cached HU with ``prep.window_hu`` is exactly ``artery_input``.
 Emboli masks are never read here: the artery model learns anatomy labels only.

@@ -5,7 +5,7 @@ stored as ``<cache>/<key>/<case_id>.npz`` (uint8 planes: about 25 KB a slice), w
 spec and the territory source, so a change of either never reuses stale planes.
 
 The artery model's territories are cached on their own, as
-``<cache>/territories/<model sha256[:16]>/<case_id>.npz`` (bit-packed, on the study's own grid), so runs that
+``<cache>/territories/<model key>/<case_id>.npz`` (:func:`territory_folder`) (bit-packed, on the study's own grid), so runs that
 change only the slice spec (pixel size, territory dilation, context) share one artery-model pass per study.
 """
 
@@ -30,7 +30,7 @@ from .cohort import TrainingStudy
 
 log = logging.getLogger(__name__)
 
-TerritorySource = str  # "gt" or the sha256 of an artery model's weights
+TerritorySource = str  # "gt" or an artery model's key (:func:`territory_folder`)
 
 
 @dataclass
@@ -69,8 +69,11 @@ TERRITORY_DIR = "territories"
 
 
 def territory_folder(cache_dir: str | Path, artery_metadata: dict) -> Path:
-    """Where the territories of one artery model (named by its weights' sha256) are cached."""
-    return Path(cache_dir) / TERRITORY_DIR / str(artery_metadata.get("sha256", "unknown"))[:16]
+    """Where the territories of one artery model are cached: a hash of its weights' sha256 and its preprocessing
+    (threshold, grid, component filter), so an edited metadata file never reuses stale territories."""
+    blob = json.dumps({"sha256": artery_metadata.get("sha256", "unknown"),
+                       "preprocessing": artery_metadata.get("preprocessing", {})}, sort_keys=True)
+    return Path(cache_dir) / TERRITORY_DIR / hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _model_territory(study: TrainingStudy, volume: CTVolume, artery: tuple[torch.nn.Module, dict], device: str,
@@ -113,9 +116,9 @@ def cached_studies(studies: Sequence[TrainingStudy], cache_dir: str | Path, spec
                    artery: tuple[torch.nn.Module, dict] | None, *, device: str = "cpu",
                    on_study: Callable[[str], None] | None = None) -> list[CachedStudy]:
     """Prepare (or reuse from the cache) every study's slice stack."""
-    source = "gt" if artery is None else str(artery[1].get("sha256", "unknown"))
-    folder = Path(cache_dir) / cache_key(spec, source)
     territories = None if artery is None else territory_folder(cache_dir, artery[1])
+    source = "gt" if territories is None else territories.name
+    folder = Path(cache_dir) / cache_key(spec, source)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for study in studies:
