@@ -50,6 +50,7 @@ from training.engine import (
     run_config,
     seed_everything,
     unwrap_model,
+    warn_changed_settings,
     wrap_ddp,
 )
 from training.engine.cli import log_completed, run_training
@@ -199,10 +200,8 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ToyRun:
     if args.resume is not None:
         resumed = resume(args.resume, model=model, optimizer=optimizer, scheduler=scheduler,
                          scaler=precision.scaler, ctx=ctx)
-        changed = sorted(k for k in ("seed", "batch_size", "epochs", "lr", "train_samples", "world_size")
-                         if resumed.config.get(k) != config_json[k])
-        if changed:
-            log.warning("resuming with changed settings %s: the run will not match an uninterrupted one", changed)
+        warn_changed_settings(resumed.config, config_json,
+                              ("seed", "batch_size", "epochs", "lr", "train_samples", "world_size"))
         state = resumed.state
     ddp_model = wrap_ddp(model, ctx)
     result = fit(ddp_model, optimizer, train_loader, compute_loss, ctx=ctx, config=config, out_dir=args.out,

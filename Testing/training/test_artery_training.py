@@ -47,8 +47,8 @@ from training.artery.data import (
 )
 from training.artery.evaluate import evaluate_cases, territory_scores
 from training.artery.evaluate import main as evaluate_main
-from training.artery.train import parse_args, train
-from training.engine import DistContext
+from training.artery.train import RUN_DEFINING, SETTINGS_ADDED, parse_args, train
+from training.engine import DistContext, run_config, warn_changed_settings
 
 SMALL_PHANTOM = {"size_xy": (48, 48), "n_slices": 32, "spacing_mm": (1.5, 1.5, 1.5)}
 
@@ -295,6 +295,21 @@ def test_training_stops_resumes_and_refuses_to_overwrite(a_phantom_cohort: Path,
     assert json.loads(record.read_text())["label_coverage"] == 0.3
     with pytest.raises(FileExistsError, match="model folder exists"):
         train(parse_args([*base, "--resume"]), DistContext())
+
+
+def test_resuming_a_checkpoint_from_before_a_setting_existed_warns_only_of_real_changes(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    args = parse_args(["--cohort", str(tmp_path), "--out", str(tmp_path / "m"), "--seed", "3"])
+    current = run_config(args, DistContext())
+    older = {k: v for k, v in current.items() if k not in SETTINGS_ADDED}  # written before --spacing existed
+    with caplog.at_level("WARNING"):
+        assert warn_changed_settings(older, current, RUN_DEFINING, added=SETTINGS_ADDED) == []
+        assert warn_changed_settings(older, current, RUN_DEFINING) == sorted(SETTINGS_ADDED)  # without: false alarm
+        changed = parse_args(["--cohort", str(tmp_path), "--out", str(tmp_path / "m"), "--seed", "4",
+                              "--label-coverage", "0.3"])
+        assert warn_changed_settings(older, run_config(changed, DistContext()), RUN_DEFINING,
+                                     added=SETTINGS_ADDED) == ["label_coverage", "seed"]
+    assert "resuming with changed settings ['label_coverage', 'seed']" in caplog.text
 
 
 class ThresholdNet(nn.Module):

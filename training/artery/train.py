@@ -51,6 +51,7 @@ from training.engine import (
     run_config,
     seed_everything,
     unwrap_model,
+    warn_changed_settings,
     wrap_ddp,
 )
 from training.engine.cli import log_completed, run_training
@@ -76,6 +77,8 @@ WINDOW_HU = (-50.0, 1500.0)
 #: settings whose change makes a resumed run differ from an uninterrupted one
 RUN_DEFINING = ("seed", "epochs", "batch_size", "patch", "patches_per_epoch", "artery_fraction", "augmentation",
                 "lr", "channels", "norm", "res_units", "window", "spacing", "label_coverage", "val_cases", "world_size")
+#: settings that came after the first checkpoints, with the value those checkpoints ran with
+SETTINGS_ADDED = {"spacing": list(ArteryPreprocessing.spacing_mm), "label_coverage": LABEL_COVERAGE}
 
 
 def network_spec(channels: Sequence[int], res_units: int, norm: str) -> dict[str, Any]:
@@ -267,9 +270,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
     if args.resume:
         resumed = resume(args.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, model=model, optimizer=optimizer,
                          scheduler=scheduler, scaler=precision.scaler, ctx=ctx)
-        changed = sorted(k for k in RUN_DEFINING if resumed.config.get(k) != config_json.get(k))
-        if changed:
-            log.warning("resuming with changed settings %s: the run will not match an uninterrupted one", changed)
+        warn_changed_settings(resumed.config, config_json, RUN_DEFINING, added=SETTINGS_ADDED)
         state = resumed.state
     ddp_model = wrap_ddp(model, ctx)
     validate = (lambda m: patch_dice_means(m, val_patches, ctx, prep.threshold)) if val_patches else None

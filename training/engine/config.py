@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from .distributed import DistContext
+
+log = logging.getLogger(__name__)
 
 
 def run_config(args: argparse.Namespace, ctx: DistContext, skip: Iterable[str] = ()) -> dict[str, Any]:
@@ -65,3 +68,19 @@ def _cut_absolute(value: Any) -> Any:
             if flavour(value).is_absolute():
                 return flavour(value).name
     return value
+
+
+def warn_changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any], keys: Iterable[str], *,
+                          added: Mapping[str, Any] | None = None) -> list[str]:
+    """Log (once, as a warning) and return the ``keys`` whose value differs between a resumed checkpoint's run
+    configuration (``saved``) and this run's (``current``).
+
+    Args:
+        added: values of settings that did not exist when older checkpoints were written; such a checkpoint
+            ran with them, so a missing key compares as this value instead of as a change.
+    """
+    added = added or {}
+    changed = sorted(k for k in keys if saved.get(k, added.get(k)) != current.get(k))
+    if changed:
+        log.warning("resuming with changed settings %s: the run will not match an uninterrupted one", changed)
+    return changed

@@ -57,6 +57,7 @@ from training.engine import (
     run_config,
     seed_everything,
     unwrap_model,
+    warn_changed_settings,
     wrap_ddp,
 )
 from training.engine.cli import log_completed, run_training
@@ -230,9 +231,7 @@ def train(args: argparse.Namespace, ctx: DistContext, *, base: BaseModel | None 
     if args.resume:
         resumed = resume(args.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, model=model, optimizer=optimizer,
                          scheduler=scheduler, scaler=precision.scaler, ctx=ctx)
-        changed = sorted(k for k in RUN_DEFINING if resumed.config.get(k) != config_json.get(k))
-        if changed:
-            log.warning("resuming with changed settings %s: the run will not match an uninterrupted one", changed)
+        warn_changed_settings(resumed.config, config_json, RUN_DEFINING)
         state = resumed.state
     has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     ddp_model = wrap_ddp(model, ctx, sync_batchnorm=has_batchnorm and ctx.device.type == "cuda")
