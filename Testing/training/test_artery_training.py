@@ -45,7 +45,7 @@ from training.artery.data import (
     list_cohort_cases,
     load_working_case,
 )
-from training.artery.evaluate import evaluate_cases, territory_scores
+from training.artery.evaluate import evaluate_cases, radius_bin_names, territory_scores
 from training.artery.evaluate import main as evaluate_main
 from training.artery.train import RUN_DEFINING, SETTINGS_ADDED, parse_args, train
 from training.engine import DistContext, run_config, warn_changed_settings
@@ -358,6 +358,24 @@ def test_territory_scores_count_clot_inside_the_territory() -> None:
     assert scores["precision"] == pytest.approx(32 / 48) and scores["recall"] == pytest.approx(0.5)
     assert scores["emboli_voxels"] == 20 and scores["emboli_voxels_inside"] == 12
     assert scores["emboli_inside_fraction"] == pytest.approx([0.5, 1.0])
+
+
+def test_recall_by_radius_tells_thin_branches_from_thick_ones() -> None:
+    """Two straight tubes along z on a 0.5 x 0.5 x 1 mm grid, 0.6 mm and 4 mm in radius; the prediction finds only
+    the thick one. Its voxels land in the top bin, the thin one's in the bottom bin."""
+    spacing = (0.5, 0.5, 1.0)
+    y, x = np.mgrid[0:60, 0:80] * 0.5
+    thin = (y - 10.0) ** 2 + (x - 8.0) ** 2 <= 0.6 ** 2
+    thick = (y - 15.0) ** 2 + (x - 28.0) ** 2 <= 4.0 ** 2
+    truth = np.repeat((thin | thick)[None], 12, axis=0).astype(np.uint8)
+    pred = np.repeat(thick[None], 12, axis=0).astype(np.uint8)
+    by_radius = territory_scores(pred, truth, spacing_mm=spacing)["by_radius"]
+    names = radius_bin_names()
+    assert names == ["<1", "1-1.5", "1.5-2", "2-3", ">=3"]
+    assert by_radius["reference"][0] == 12 * int(thin.sum()) and by_radius["found"][0] == 0
+    assert by_radius["reference"][-1] == by_radius["found"][-1] == 12 * int(thick.sum())
+    assert sum(by_radius["reference"]) == int(truth.sum())
+    assert "by_radius" not in territory_scores(pred, truth)  # needs the spacing
 
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "pelabelup-arteries"
