@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixed_networks import ThresholdNet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
-from torch import nn
 
 from PELabelUpLib.evaluate import dice
 from PELabelUpLib.geometry import Geometry
@@ -310,20 +310,6 @@ def test_resuming_a_checkpoint_from_before_a_setting_existed_warns_only_of_real_
         assert warn_changed_settings(older, run_config(changed, DistContext()), RUN_DEFINING,
                                      added=SETTINGS_ADDED) == ["label_coverage", "seed"]
     assert "resuming with changed settings ['label_coverage', 'seed']" in caplog.text
-
-
-class ThresholdNet(nn.Module):
-    """A real 3-D network with fixed weights: logit = 40 * (windowed input - 0.5), i.e. HU above 100 is artery."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv3d(1, 1, 1)
-        with torch.no_grad():
-            self.conv.weight.fill_(40.0)
-            self.conv.bias.fill_(-20.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
 
 
 def test_territory_lands_on_the_exact_oblique_anisotropic_input_grid() -> None:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from fixed_networks import ThresholdNet
 from toy_cohort import write_toy_cohort
 
 from PELabelUpLib.errors import InputError
@@ -56,26 +57,10 @@ def test_cache_is_reused_and_labels_align(a_toy_cohort, tmp_path):
     assert w[dataset.labels > 0].sum() == pytest.approx(0.4)
 
 
-class CountingThresholdNet(torch.nn.Module):
-    """A real 3-D network with fixed weights (HU above 100 is artery in the (100, 700) window) that counts its calls."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv3d(1, 1, 1)
-        with torch.no_grad():
-            self.conv.weight.fill_(40.0)
-            self.conv.bias.fill_(-20.0)
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.conv(x)
-
-
 def test_artery_territories_are_cached_once_and_shared_by_slice_specs(a_toy_cohort, tmp_path):
     train, _ = a_toy_cohort
     studies = read_training_studies(train)[:3]
-    network = CountingThresholdNet().eval()
+    network = ThresholdNet().eval()
     metadata = {"sha256": "ab" * 32, "preprocessing": {"spacing_mm": [2.0, 2.0, 2.0], "window_hu": [100.0, 600.0],
                                                          "roi_size": [16, 32, 32], "crop_to_body": False}}
     first = cached_studies(studies, tmp_path, SliceSpec(pixel_mm=1.0, size_px=48), (network, metadata))
@@ -90,7 +75,7 @@ def test_artery_territories_are_cached_once_and_shared_by_slice_specs(a_toy_coho
     assert len(list(tmp_path.glob("*/*.npz"))) == 6  # two slice caches of three studies
     for study, a, b in zip(studies, first, second, strict=True):
         # the cached territory builds the same stack as a freshly predicted one
-        territory, _ = predict_artery_territory(study.load(), CountingThresholdNet().eval(), metadata)
+        territory, _ = predict_artery_territory(study.load(), ThresholdNet().eval(), metadata)
         direct = build_slice_stack(study.load().hu, territory, (1.0, 1.0, 2.0), wider)
         assert (a.stack.territory > 0).any()
         np.testing.assert_array_equal(direct.territory, b.stack.territory)

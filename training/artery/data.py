@@ -25,7 +25,6 @@ Emboli masks are never read here: the artery model learns anatomy labels only.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ from PELabelUpLib.io import read_label_file
 from PELabelUpLib.io.image_files import read_image_file
 from PELabelUpLib.models.artery import ArteryPreprocessing
 from PELabelUpLib.preprocessing import apply_window, resample_like, resample_to_spacing
+from training.engine.config import settings_key
 
 from .augment import LIGHT_AUGMENTATION, Augmentation, augment_and_window
 
@@ -118,7 +118,7 @@ def cache_key(prep: ArteryPreprocessing, label_coverage: float = LABEL_COVERAGE)
     key: dict[str, Any] = {"spacing_mm": [float(s) for s in prep.spacing_mm], "format": CACHE_FORMAT}
     if label_coverage != LABEL_COVERAGE:
         key["label_coverage"] = float(label_coverage)
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return settings_key(key)
 
 
 def check_label_coverage(label_coverage: float) -> float:

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from PELabelUpLib.errors import InputError
+from PELabelUpLib.io.validate import check_spacing
 from PELabelUpLib.models.artery import ArteryPreprocessing
 from PELabelUpLib.models.folder import load_model, save_model_folder
 from PELabelUpLib.models.networks import build_network
@@ -155,10 +156,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.channels = tuple(args.channels)
     args.window = tuple(args.window)
     args.spacing = tuple(args.spacing)
-    if not all(0 < v < 20 for v in args.spacing):
-        p.error(f"--spacing: each value must lie in (0, 20) mm, got {args.spacing}")
     try:
+        check_spacing("--spacing", args.spacing, "working spacing")
         check_label_coverage(args.label_coverage)
+    except InputError as e:
+        p.error(str(e))
     except ValueError as e:
         p.error(f"--label-coverage: {e}")
     return args

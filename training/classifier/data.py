@@ -4,15 +4,13 @@ Each study is prepared once (CT -> territory -> :func:`~PELabelUpLib.models.slic
 stored as ``<cache>/<key>/<case_id>.npz`` (uint8 planes: about 25 KB a slice), where ``key`` hashes the slice
 spec and the territory source, so a change of either never reuses stale planes.
 
-The artery model's territories are cached on their own, as
-``<cache>/territories/<model key>/<case_id>.npz`` (:func:`territory_folder`) (bit-packed, on the study's own grid), so runs that
-change only the slice spec (pixel size, territory dilation, context) share one artery-model pass per study.
+The artery model's territories are cached on their own, bit-packed on the study's own grid, as
+``<cache>/territories/<model key>/<case_id>.npz`` (:func:`territory_folder`): runs that change only the slice
+spec (pixel size, territory dilation, context) share one artery-model pass per study.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from torch.utils.data import Dataset
 from PELabelUpLib.models.artery import predict_artery_territory
 from PELabelUpLib.models.slices import SliceFrame, SliceSpec, SliceStack, build_slice_stack
 from PELabelUpLib.volume import CTVolume
+from training.engine.config import settings_key
 
 from .cohort import TrainingStudy
 
@@ -43,8 +42,7 @@ class CachedStudy:
 
 
 def cache_key(spec: SliceSpec, territory_source: TerritorySource) -> str:
-    blob = json.dumps({"spec": spec.as_metadata(), "territory": territory_source}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return settings_key({"spec": spec.as_metadata(), "territory": territory_source})
 
 
 def _save(path: Path, study: CachedStudy) -> None:
@@ -71,9 +69,9 @@ TERRITORY_DIR = "territories"
 def territory_folder(cache_dir: str | Path, artery_metadata: dict) -> Path:
     """Where the territories of one artery model are cached: a hash of its weights' sha256 and its preprocessing
     (threshold, grid, component filter), so an edited metadata file never reuses stale territories."""
-    blob = json.dumps({"sha256": artery_metadata.get("sha256", "unknown"),
-                       "preprocessing": artery_metadata.get("preprocessing", {})}, sort_keys=True)
-    return Path(cache_dir) / TERRITORY_DIR / hashlib.sha256(blob.encode()).hexdigest()[:16]
+    key = settings_key({"sha256": artery_metadata.get("sha256", "unknown"),
+                        "preprocessing": artery_metadata.get("preprocessing", {})})
+    return Path(cache_dir) / TERRITORY_DIR / key
 
 
 def _model_territory(study: TrainingStudy, volume: CTVolume, artery: tuple[torch.nn.Module, dict], device: str,

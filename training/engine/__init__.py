@@ -8,7 +8,7 @@ A trainer follows :mod:`training.toy_trainer`: ``setup_distributed`` -> ``seed_e
 from __future__ import annotations
 
 from .checkpoint import Resumed, TrainState, load_checkpoint, resume, save_checkpoint
-from .config import portable_config, run_config, warn_changed_settings
+from .config import portable_config, run_config, settings_key, warn_changed_settings
 from .distributed import (
     DistContext,
     all_gather_objects,
@@ -45,5 +45,5 @@ __all__ = [
     "all_gather_objects", "all_reduce_mean", "all_reduce_sum", "barrier", "capture_rng_state", "cleanup",
     "configure_determinism", "fit", "load_checkpoint", "make_loader", "make_precision", "portable_config", "read_csv",
     "restore_rng_state", "resume", "run_config", "save_checkpoint", "seed_everything", "set_loader_epoch",
-    "setup_distributed", "setup_logging", "unwrap_model", "warn_changed_settings", "wrap_ddp",
+    "settings_key", "setup_distributed", "setup_logging", "unwrap_model", "warn_changed_settings", "wrap_ddp",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -23,6 +25,12 @@ def run_config(args: argparse.Namespace, ctx: DistContext, skip: Iterable[str] =
     left_out = set(skip)
     config = {k: _json_value(v) for k, v in vars(args).items() if k not in left_out}
     return config | {"world_size": ctx.world_size, "global_batch_size": args.batch_size * ctx.world_size}
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """A cache folder name for JSON-serialisable ``settings``: the first 16 hex digits of the sha256 of their
+    sorted JSON (equal settings, equal key; any change, another key)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _json_value(value: Any) -> Any:
