@@ -14,7 +14,9 @@ import torch
 
 @pytest.fixture(autouse=True)
 def torch_global_state() -> Iterator[None]:
-    """Trainers seed the generators and switch deterministic algorithms on; undo that for other tests."""
+    """Trainers seed the generators, switch deterministic algorithms on and set the CPU threads (``--threads``);
+    undo that for other tests."""
+    threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     cudnn_benchmark = torch.backends.cudnn.benchmark
     cudnn_deterministic = torch.backends.cudnn.deterministic
@@ -26,3 +28,4 @@ def torch_global_state() -> Iterator[None]:
     random.setstate(rng[0])
     np.random.set_state(rng[1])
     torch.set_rng_state(rng[2])
+    torch.set_num_threads(threads)

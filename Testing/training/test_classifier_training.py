@@ -155,3 +155,21 @@ def test_several_cohorts_train_one_model_and_a_study_twice_is_refused(a_toy_coho
     assert metadata["training"]["studies"] == 8 + 4
     with pytest.raises(InputError, match="toy-000 is also in"):
         training_studies([train, val])
+
+
+def test_shared_process_options_stop_resume_and_reach_the_metadata(a_toy_cohort, tmp_path):
+    """The options every trainer shares (training.engine.options.add_process_arguments) work here too: a run
+    stopped after its first epoch writes no model, its resume finishes it, and the run's settings are recorded."""
+    train, _ = a_toy_cohort
+    out = tmp_path / "run"
+    common = ["--cohort", str(train), "--out", str(out), "--epochs", "2", "--samples-per-epoch", "32",
+              "--batch-size", "8", "--threads", "1", "--num-workers", "1", "--cohort-description", "toy, seed 1",
+              *SMALL]
+    assert main([*common, "--stop-after-epoch", "1"]) == 0
+    assert torch.get_num_threads() == 1  # the conftest restores it
+    assert not (out / "model").exists()
+    assert len((out / "epochs.csv").read_text().strip().splitlines()) == 2  # header and epoch 1
+    assert main([*common, "--resume", str(out / "checkpoints" / "last.pt")]) == 0
+    training = load_model(out / "model")[1]["training"]
+    assert training["epochs_done"] == 2
+    assert (training["threads"], training["num_workers"], training["cohort_description"]) == (1, 1, "toy, seed 1")

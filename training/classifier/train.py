@@ -28,7 +28,6 @@ from torch.utils.data import TensorDataset
 from PELabelUpLib.models.folder import load_model, save_model_folder
 from PELabelUpLib.models.networks import build_network
 from PELabelUpLib.models.slices import SliceSpec
-from PELabelUpLib.precision import TRAINING_PRECISIONS
 from training.engine import (
     CHECKPOINT_DIR,
     LAST_CHECKPOINT,
@@ -46,6 +45,7 @@ from training.engine import (
     wrap_ddp,
 )
 from training.engine.cli import run_training
+from training.engine.options import add_process_arguments
 
 from .cohort import read_training_studies, training_studies
 from .data import CachedStudy, SliceDataset, balanced_weights, cached_studies
@@ -74,7 +74,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="per process (slices; studies in study mode)")
     p.add_argument("--positive-fraction", type=float, default=0.35, help="share of positive slices drawn")
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--top-mm", type=float, default=10.0, help="study aggregation length (mm)")
     p.add_argument("--widths", type=int, nargs=4, default=(16, 32, 64, 96))
     p.add_argument("--norm", choices=("batch", "group"), default="batch",
@@ -84,12 +83,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size-px", type=int, default=SliceSpec.size_px, help="side of the square input (pixels)")
     p.add_argument("--territory-dilation-mm", type=float, default=SliceSpec.territory_dilation_mm,
                    help="the CT is seen inside the territory grown in-plane by this much (mm)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto")
     p.add_argument("--resume", type=Path, help="checkpoint to continue from")
     p.add_argument("--version", default="0.1.0", help="version written into the model folder")
-    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto")
+    add_process_arguments(p, progress="auto")
     return p.parse_args(argv)
 
 
@@ -160,6 +156,8 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
     if args.resume is None and (args.out / CHECKPOINT_DIR / LAST_CHECKPOINT).exists():
         raise FileExistsError(f"{args.out}: holds a run already; pass --resume or choose another --out")
     seed_everything(args.seed, ctx.rank)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     spec = SliceSpec(pixel_mm=args.pixel_mm, size_px=args.size_px, territory_dilation_mm=args.territory_dilation_mm)
     train_studies, val_studies, artery_info = _prepare(args, ctx, spec)
     n_slices = sum(len(s.slice_labels) for s in train_studies)
@@ -170,7 +168,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
         dataset = SliceDataset(train_studies, spec, augment=True, seed=args.seed + ctx.rank)
         weights = torch.from_numpy(balanced_weights(dataset.labels, args.positive_fraction))
         loader = make_loader(dataset, args.batch_size, shuffle=True, seed=args.seed, ctx=ctx, sample_weights=weights,
-                             num_samples=args.samples_per_epoch)
+                             num_samples=args.samples_per_epoch, num_workers=args.num_workers)
         compute_loss = slice_loss
     else:
         dataset = TensorDataset(torch.arange(len(train_studies)))
@@ -195,7 +193,8 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
         def validate(m: nn.Module) -> dict[str, float]:
             return validate_studies(m, val_studies, spec, ctx, top_mm=args.top_mm)
     config = FitConfig(epochs=args.epochs, seed=args.seed, grad_clip_norm=5.0, scheduler_interval="step",
-                       log_every_steps=10, progress=args.progress, progress_every_s=30.0)
+                       log_every_steps=10, progress=args.progress, progress_every_s=30.0,
+                       stop_after_epoch=args.stop_after_epoch)
     result = fit(ddp_model, optimizer, loader, compute_loss, ctx=ctx, config=config, out_dir=args.out,
                  precision=precision, scheduler=scheduler, validate=validate, state=state, run_config=config_json)
     folder = None

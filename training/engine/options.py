@@ -1,6 +1,9 @@
-"""Command-line options every patch trainer takes (the artery and segmenter trainers and ``pelabelup finetune``):
-where the run goes, its schedule, validation, seeding, devices and progress. Each trainer adds its own data and
-network options around them."""
+"""Command-line options the trainers share.
+
+:func:`add_process_arguments`: what every trainer takes, the slice classifier's included (seeding, devices, threads,
+data-loading workers, precision, optimiser weight decay, an early stop and progress). :func:`add_run_arguments`: those
+plus what the patch trainers (the artery and segmenter trainers and ``pelabelup finetune``) take besides: where the
+run goes, its schedule and validation. Each trainer adds its own data and network options around them."""
 
 from __future__ import annotations
 
@@ -10,9 +13,22 @@ from pathlib import Path
 from PELabelUpLib.precision import TRAINING_PRECISIONS
 
 
+def add_process_arguments(p: argparse.ArgumentParser, *, progress: str = "lines") -> None:
+    """The options of every trainer; ``progress`` is the default of ``--progress``."""
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--num-workers", type=int, default=0, help="data-loading worker processes per training process")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto")
+    p.add_argument("--cohort-description", default="", help="how the cohort was made, for the metadata")
+    p.add_argument("--stop-after-epoch", type=int, help="stop (checkpointed) after this many epochs")
+    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default=progress)
+
+
 def add_run_arguments(p: argparse.ArgumentParser, *, epochs: int, lr: float, patches_per_epoch: int,
                       val_cases: int) -> None:
-    """The shared options, with the defaults that differ between trainers passed in."""
+    """The patch trainers' options, with the defaults that differ between them passed in."""
     p.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist)")
     p.add_argument("--run-dir", type=Path, help="logs and checkpoints (default: <out>.run beside --out)")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoints/last.pt")
@@ -20,17 +36,9 @@ def add_run_arguments(p: argparse.ArgumentParser, *, epochs: int, lr: float, pat
     p.add_argument("--patches-per-epoch", type=int, default=patches_per_epoch, help="training patches drawn per epoch")
     p.add_argument("--batch-size", type=int, default=2, help="per process")
     p.add_argument("--lr", type=float, default=lr, help="peak learning rate (AdamW, cosine to 2%%)")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--val-cases", type=int, default=val_cases,
                    help="cases held out (the last ones) for the per-epoch Dice")
     p.add_argument("--val-patches", type=int, default=6, help="fixed validation patches per held-out case")
     p.add_argument("--select", choices=("last", "best"), default="last",
                    help="weights to ship: the last epoch's or the best patch Dice's")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto")
-    p.add_argument("--cohort-description", default="", help="how the cohort was made, for the metadata")
-    p.add_argument("--stop-after-epoch", type=int, help="stop (checkpointed) after this many epochs")
-    p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="lines")
+    add_process_arguments(p)
