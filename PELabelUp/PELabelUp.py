@@ -123,7 +123,7 @@ class PELabelUpWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         self.removeObservers()
         if self.logic is not None:
-            self.logic.cancel()  # no analysis child outlives the module
+            self.logic.close_worker()  # cancels a running analysis: no analysis child outlives the module
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -235,7 +235,7 @@ class PELabelUpWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class PELabelUpLogic(ScriptedLoadableModuleLogic):
-    """Runs without the Widget: the analysis child (polled by a timer), the review, export and the next case.
+    """Runs without the Widget: the analysis worker child (polled by a timer), the review, export and the next case.
 
     Settings come as arguments (the Widget reads them from the parameter node). Bad values raise ``ValueError``
     naming the value; nothing here opens a dialog. The review itself is a ``PELabelUpLib.slicer_review.ReviewSession``;
@@ -278,7 +278,7 @@ class PELabelUpLogic(ScriptedLoadableModuleLogic):
 
     @property
     def process(self):
-        """The last analysis child (``PELabelUpLib.slicer_process.AnalysisProcess``), ``None`` before the first."""
+        """The last analysis (a ``PELabelUpLib.slicer_worker.WorkerJob`` of the worker child), ``None`` before the first."""
         return self._runner.process
 
     @property
@@ -299,6 +299,10 @@ class PELabelUpLogic(ScriptedLoadableModuleLogic):
     def cancel(self) -> bool:
         """Ask the running analysis to stop (its end reaches ``on_finished``); False when none runs."""
         return self._runner.cancel()
+
+    def close_worker(self) -> None:
+        """End the analysis worker, which keeps the models loaded between analyses (the next analysis starts one)."""
+        self._runner.close()
 
     def wait(self, timeout_s: float) -> str:
         """Process Qt events until the analysis has ended and been loaded; returns its state (tests, scripts)."""

@@ -93,6 +93,17 @@ def build_analyze_command(
         raise ValueError(f"input CT not found: {input_path}")
     if out_dir.exists():
         raise ValueError(f"output folder exists already: {out_dir}")
+    python, options = model_options(python_executable, device=device, explainer=explainer,
+                                    model_versions=model_versions, models_dir=models_dir)
+    argv = [python, "-m", CLI_MODULE, "analyze", str(input_path), "--out", str(out_dir), *options, "--progress", "json"]
+    env = child_environment(base_env, package_root)
+    return AnalyzeCommand(argv=tuple(argv), env=env, out_dir=out_dir)
+
+
+def model_options(python_executable: str | Path, *, device: str, explainer: str,
+                  model_versions: Mapping[str, str] | None, models_dir: str | Path | None) -> tuple[str, list[str]]:
+    """The child's Python, found on ``PATH``, and the model options that ``pelabelup analyze`` and ``pelabelup serve``
+    share, checked (see :func:`build_analyze_command` for the arguments and the errors)."""
     python = shutil.which(str(python_executable))
     if python is None:
         raise ValueError(f"Python executable not found: {python_executable}")
@@ -100,21 +111,27 @@ def build_analyze_command(
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if explainer not in explainer_names():
         raise ValueError(f"unknown explainer {explainer!r}; choose one of: {', '.join(explainer_names())}")
-    argv = [python, "-m", CLI_MODULE, "analyze", str(input_path), "--out", str(out_dir), "--device", device,
-            "--explainer", explainer, "--progress", "json"]
+    options = ["--device", device, "--explainer", explainer]
     for task, version in (model_versions or {}).items():
         if task not in MODEL_TASKS:
             raise ValueError(f"unknown model task {task!r}; known: {', '.join(MODEL_TASKS)}")
         if not isinstance(version, str) or not version.strip():
             raise ValueError(f"model version of {task!r} must be a non-empty string, got {version!r}")
-        argv += ["--model-version", f"{task}={version.strip()}"]
+        options += ["--model-version", f"{task}={version.strip()}"]
     if models_dir is not None:
-        argv += ["--models-dir", str(models_dir)]
+        options += ["--models-dir", str(models_dir)]
+    return python, options
+
+
+def child_environment(base_env: Mapping[str, str] | None = None, package_root: str | Path = PACKAGE_ROOT
+                      ) -> dict[str, str]:
+    """The environment of an analysis child: ``base_env`` (default ``os.environ``) with ``package_root`` first on
+    ``PYTHONPATH``, UTF-8 and unbuffered standard streams."""
     env = dict(os.environ if base_env is None else base_env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(package_root), env.get("PYTHONPATH", "")) if p)
     env["PYTHONIOENCODING"] = "utf-8"  # progress messages may hold non-ASCII text, whatever the locale
     env["PYTHONUNBUFFERED"] = "1"
-    return AnalyzeCommand(argv=tuple(argv), env=env, out_dir=out_dir)
+    return env
 
 
 def child_python(search_path: str | None = None, current: str = sys.executable) -> str:
@@ -174,7 +191,7 @@ class ProgressStream:
 
 
 def _pump(stream: IO[str], sink: queue.Queue[str | None]) -> None:
-    """Copy a pipe's lines into a queue, then ``None`` (the reader thread of :class:`AnalysisProcess`)."""
+    """Copy a pipe's lines into a queue, then ``None`` (the reader threads of :class:`ChildPipes`)."""
     try:
         for line in stream:
             sink.put(line)
@@ -182,11 +199,44 @@ def _pump(stream: IO[str], sink: queue.Queue[str | None]) -> None:
         sink.put(None)
 
 
+class ChildPipes:
+    """Two reader threads move a child's stdout and stderr lines into queues (an unread pipe would stall the
+    child); :meth:`drain` empties one on the caller's thread without blocking."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, queue.Queue[str | None]] = {"stdout": queue.Queue(), "stderr": queue.Queue()}
+        self.open = 0
+
+    def start(self, proc: subprocess.Popen[str], label: str) -> None:
+        for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            threading.Thread(target=_pump, args=(pipe, self._queues[name]), daemon=True,
+                             name=f"{label}-{name}").start()
+        self.open = 2
+
+    @property
+    def closed(self) -> bool:
+        """Both pipes have ended and been drained."""
+        return self.open == 0
+
+    def drain(self, name: str) -> list[str]:
+        """The lines of ``stdout`` or ``stderr`` that arrived since the last call."""
+        lines = []
+        while True:
+            try:
+                line = self._queues[name].get_nowait()
+            except queue.Empty:
+                return lines
+            if line is None:
+                self.open -= 1
+            else:
+                lines.append(line)
+
+
 class AnalysisProcess:
     """A ``pelabelup analyze`` child process, polled without blocking.
 
-    Two reader threads move stdout and stderr lines into queues (an unread pipe would stall the child);
-    :meth:`poll` drains them on the caller's thread. The last 200 stderr lines are kept for error messages.
+    :class:`ChildPipes` reads stdout and stderr; :meth:`poll` drains them on the caller's thread. The last 200
+    stderr lines are kept for error messages.
 
     Args:
         command: from :func:`build_analyze_command`.
@@ -199,8 +249,7 @@ class AnalysisProcess:
         self.stream = ProgressStream()
         self.stderr_lines: deque[str] = deque(maxlen=200)
         self._proc: subprocess.Popen[str] | None = None
-        self._queues: dict[str, queue.Queue[str | None]] = {"stdout": queue.Queue(), "stderr": queue.Queue()}
-        self._open_pipes = 0
+        self._pipes = ChildPipes()
         self._cancelled_at: float | None = None
         self._finished = False
 
@@ -212,10 +261,7 @@ class AnalysisProcess:
         self._proc = subprocess.Popen(self.command.argv, env=self.command.env, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
                                       errors="replace", bufsize=1, creationflags=flags)
-        for name, pipe in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr)):
-            threading.Thread(target=_pump, args=(pipe, self._queues[name]), daemon=True,
-                             name=f"pelabelup-analyze-{name}").start()
-        self._open_pipes = 2
+        self._pipes.start(self._proc, "pelabelup-analyze")
         log.info("analysis child %d: %s", self._proc.pid, " ".join(self.command.argv))
 
     @property
@@ -240,29 +286,17 @@ class AnalysisProcess:
         ``kill_after_s``, and notices the end (:attr:`state`) once both pipes are drained."""
         if self._proc is None or self._finished:
             return []
-        events = self.stream.feed("".join(self._drain("stdout")))
-        self.stderr_lines.extend(line.rstrip("\n") for line in self._drain("stderr"))
+        events = self.stream.feed("".join(self._pipes.drain("stdout")))
+        self.stderr_lines.extend(line.rstrip("\n") for line in self._pipes.drain("stderr"))
         if (self._cancelled_at is not None and self._proc.poll() is None
                 and time.monotonic() - self._cancelled_at > self.kill_after_s):
             log.warning("analysis child %d ignored SIGTERM for %.0f s: killing it", self._proc.pid, self.kill_after_s)
             self._proc.kill()
-        if self._open_pipes == 0 and self._proc.poll() is not None:
+        if self._pipes.closed and self._proc.poll() is not None:
             events += self.stream.close()
             self._finished = True
             log.info("analysis child %d ended with status %d (%s)", self._proc.pid, self._proc.returncode, self.state)
         return events
-
-    def _drain(self, name: str) -> list[str]:
-        lines = []
-        while True:
-            try:
-                line = self._queues[name].get_nowait()
-            except queue.Empty:
-                return lines
-            if line is None:
-                self._open_pipes -= 1
-            else:
-                lines.append(line)
 
     def cancel(self) -> None:
         """Ask the child to stop (SIGTERM; on Windows the child is terminated at once). Returns at once;

@@ -1,9 +1,13 @@
 """The module's analysis in a child process, driven from Slicer's GUI thread by a Qt timer.
 
 The CT node goes to the child as a file (the case's own file when it still holds what was loaded from it, else
-a copy in a work folder under Slicer's temporary folder); ``pelabelup analyze`` writes the output folder; a
-``qt.QTimer`` reads the child's progress lines, so Slicer stays responsive and never imports torch. When the
-child has ended its results are loaded into the review session and the work folder is removed.
+a copy in a work folder under Slicer's temporary folder). The child is a long-lived ``pelabelup serve`` worker
+(``PELabelUpLib.slicer_worker``): it loads the models once and is kept for the next analysis while the device,
+explainer and models stay the same, so only the first analysis pays for starting torch (and CUDA). A
+``qt.QTimer`` reads the worker's progress lines, so Slicer stays responsive and never imports torch. When an
+analysis has ended its results are loaded into the review session and the work folder is removed. Cancel ends the
+worker (the analysis in progress leaves nothing); the next analysis starts a fresh one. The worker ends with
+Slicer (its stdin closes) or with :meth:`AnalysisRunner.close`.
 """
 
 import contextlib
@@ -15,7 +19,8 @@ from pathlib import Path
 import qt
 import slicer
 
-from PELabelUpLib.slicer_process import AnalysisProcess, build_analyze_command, child_python
+from PELabelUpLib.slicer_process import child_python
+from PELabelUpLib.slicer_worker import AnalysisWorker, WorkerJob, build_serve_command
 
 
 class AnalysisRunner:
@@ -29,7 +34,8 @@ class AnalysisRunner:
     POLL_INTERVAL_MS = 200
 
     def __init__(self, session, interval_ms: int = POLL_INTERVAL_MS) -> None:
-        self.process: AnalysisProcess | None = None
+        self.process: WorkerJob | None = None
+        self._worker: AnalysisWorker | None = None
         self._session = session
         self._run = None  # (CT node, work folder, on_progress, on_finished) of the analysis in progress
         self._timer = qt.QTimer()
@@ -41,7 +47,8 @@ class AnalysisRunner:
         return self.process is not None and self.process.state == "running"
 
     def start(self, input_volume, *, output_folder=None, on_progress=None, on_finished=None, **options) -> Path:
-        """Start ``pelabelup analyze`` on ``input_volume`` and return its output folder.
+        """Start the analysis of ``input_volume`` in the worker (started first when needed) and return its output
+        folder.
 
         Args:
             input_volume: the CT volume node.
@@ -49,7 +56,7 @@ class AnalysisRunner:
             on_progress: called with each progress event.
             on_finished: called once as ``on_finished(state, error)``, state ``done`` (the results are loaded
                 into the session), ``failed`` (``error`` says why) or ``cancelled``.
-            **options: for :func:`~PELabelUpLib.slicer_process.build_analyze_command` (``device``,
+            **options: for :func:`~PELabelUpLib.slicer_worker.build_serve_command` (``device``,
                 ``explainer``, ``model_versions``, ``models_dir``).
 
         Raises:
@@ -60,11 +67,13 @@ class AnalysisRunner:
         session = self._session()
         work = Path(tempfile.mkdtemp(prefix="PELabelUp-", dir=slicer.app.temporaryPath))
         out = Path(output_folder) if output_folder else session.output_folder(input_volume, work)
-        command = build_analyze_command(session.analysis_input(input_volume, work), out,
-                                        python_executable=child_python(), base_env=slicer.util.startupEnvironment(),
-                                        **options)
-        self.process = AnalysisProcess(command)
-        self.process.start()
+        command = build_serve_command(python_executable=child_python(), base_env=slicer.util.startupEnvironment(),
+                                      **options)
+        if self._worker is None or not self._worker.alive or self._worker.command != command:
+            self.close()
+            self._worker = AnalysisWorker(command)
+            self._worker.start()
+        self.process = self._worker.submit(session.analysis_input(input_volume, work), out)
         self._run = (input_volume, work, on_progress, on_finished)
         self._timer.start()
         return out
@@ -81,9 +90,9 @@ class AnalysisRunner:
         error = self.process.error_message() if state == "failed" else None
         if state == "done":
             try:
-                self._session().load_results(self.process.command.out_dir, ct)
+                self._session().load_results(self.process.out_dir, ct)
             except Exception as exc:  # reported to the caller rather than lost in Qt's event loop
-                logging.exception("PELabelUp: loading %s failed", self.process.command.out_dir)
+                logging.exception("PELabelUp: loading %s failed", self.process.out_dir)
                 state, error = "failed", str(exc)
         (work / "input.nrrd").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
@@ -97,6 +106,12 @@ class AnalysisRunner:
             return False
         self.process.cancel()
         return True
+
+    def close(self) -> None:
+        """End the worker (a running analysis is cancelled); the next analysis starts a fresh one."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     def wait(self, timeout_s: float) -> str:
         """Process Qt events until the analysis has ended and been loaded; returns its state (tests, scripts)."""

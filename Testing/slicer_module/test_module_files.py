@@ -240,7 +240,7 @@ def test_the_gui_process_imports_no_torch():
     top_level = {n.module for path in GUI_FILES for n in tree_of(path).body if isinstance(n, ast.ImportFrom)
                  and (n.module or "").startswith("PELabelUpLib")}
     assert top_level == {"PELabelUpLib.explain.registry", "PELabelUpLib.models.registry",
-                         "PELabelUpLib.slicer_process"}
+                         "PELabelUpLib.slicer_process", "PELabelUpLib.slicer_worker"}
     code = (f"import importlib, sys\nfor m in {sorted(top_level)!r}: importlib.import_module(m)\n"
             "print(sorted(k for k in ('torch', 'monai', 'scipy', 'numpy') if k in sys.modules))\n"
             f"for m in {sorted(imported)!r}: importlib.import_module(m)\n"

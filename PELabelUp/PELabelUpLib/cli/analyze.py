@@ -36,13 +36,8 @@ def _model_version(text: str) -> tuple[str, str]:
     return task, version
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("analyze", help=HELP, description=HELP, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", type=Path, help="CT file (NIfTI, NRRD, MHA), DICOM file or folder; with --batch a "
-                                            "folder of inputs or a list file (one path a line)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist; with --batch the "
-                                                           "parent of one folder per input)")
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The options that choose where and how the models run (``analyze`` and ``serve`` share them)."""
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA with mixed precision when available, else CPU (default: auto)")
     p.add_argument("--explainer", choices=explainer_names(), default=DEFAULT_EXPLAINER,
@@ -51,13 +46,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto: mixed precision where the hardware computes it natively (float16 on CUDA; bfloat16 "
                         "for the 3-D networks on CPUs with AMX or AVX512-BF16); float32: full precision "
                         "everywhere, slower (default: auto)")
-    p.add_argument("--progress", choices=("json", "human", "none"), default="human",
-                   help="json: JSON lines on stdout; human: a progress bar on stderr when it is a terminal "
-                        "(default); none")
     p.add_argument("--models-dir", type=Path, default=None,
                    help=f"folder holding the model folders (default: bundled Resources/Models or ${MODELS_DIR_ENV})")
     p.add_argument("--model-version", type=_model_version, action="append", default=[], metavar="TASK=VERSION",
                    help="use another version of a model, e.g. segmenter=1.1.0 or segmenter=latest (repeatable)")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help=HELP, description=HELP, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", type=Path, help="CT file (NIfTI, NRRD, MHA), DICOM file or folder; with --batch a "
+                                            "folder of inputs or a list file (one path a line)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist; with --batch the "
+                                                           "parent of one folder per input)")
+    add_model_options(p)
+    p.add_argument("--progress", choices=("json", "human", "none"), default="human",
+                   help="json: JSON lines on stdout; human: a progress bar on stderr when it is a terminal "
+                        "(default); none")
     p.add_argument("--batch", action="store_true", help="INPUT is a folder of inputs or a list file")
     p.set_defaults(run=run)
 

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import PELabelUpError
-from . import analyze, demo, evaluate, finetune, info, synth
+from . import analyze, demo, evaluate, finetune, info, serve, synth
 
-SUBCOMMANDS = (synth, info, analyze, evaluate, demo, finetune)
+SUBCOMMANDS = (synth, info, analyze, serve, evaluate, demo, finetune)
 
 
 def build_parser() -> argparse.ArgumentParser:

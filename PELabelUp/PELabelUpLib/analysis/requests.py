@@ -1,0 +1,48 @@
+"""The requests of the analysis worker (``pelabelup serve``, :mod:`.serve`) and its own stages; torch-free, so the
+Slicer module's GUI process can write requests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+#: the stage of the start-up line that says the models are loaded and requests are read
+READY = "ready"
+#: the stage of the last line of a request that failed
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One analysis asked of the worker."""
+
+    input: Path
+    out: Path
+    id: str
+
+    def to_json(self) -> str:
+        """The request as one line of the protocol (no trailing newline)."""
+        return json.dumps({"input": str(self.input), "out": str(self.out), "id": self.id}, ensure_ascii=False)
+
+
+def parse_request(line: str) -> Request:
+    """Read one request line.
+
+    Raises:
+        ValueError: not a JSON object with text ``input`` and ``out`` (and, if given, text ``id``).
+    """
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"request is not JSON: {line.strip()[:200]!r}") from exc
+    if not isinstance(record, dict):
+        raise ValueError(f"request must be a JSON object, got {line.strip()[:200]!r}")
+    for key in ("input", "out"):
+        if not isinstance(record.get(key), str) or not record[key].strip():
+            raise ValueError(f"request needs {key!r} as a non-empty path: {line.strip()[:200]!r}")
+    out = Path(record["out"])
+    request_id = record.get("id", out.name)
+    if not isinstance(request_id, str) or not request_id:
+        raise ValueError(f"request 'id' must be non-empty text, got {request_id!r}")
+    return Request(input=Path(record["input"]), out=out, id=request_id)

@@ -1,0 +1,220 @@
+"""The 3D Slicer module's long-lived analysis child: one ``pelabelup serve`` process for many analyses.
+
+A fresh ``pelabelup analyze`` child pays for importing torch and loading the models every time (on a GPU also
+for starting CUDA: 12-15 s on an H200 against 11-14 s for the whole warm analysis). :class:`AnalysisWorker` starts
+``pelabelup serve`` once (:mod:`~PELabelUpLib.analysis.serve` has the protocol) and sends it one request per
+analysis; each request is a :class:`WorkerJob`, polled exactly like an
+:class:`~PELabelUpLib.slicer_process.AnalysisProcess` (``poll``, ``state``, ``cancel``, ``wait``,
+``error_message``, ``out_dir``). Cancel ends the worker (SIGTERM: the analysis in progress leaves nothing); the
+next analysis starts a fresh one. Closing the worker's stdin (:meth:`AnalysisWorker.close`, or the parent's exit)
+ends it. Plain Python: no Qt, no Slicer, no torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .analysis.progress import ProgressEvent
+from .analysis.requests import FAILED, READY, Request
+from .explain.registry import DEFAULT_EXPLAINER
+from .slicer_process import (
+    CLI_MODULE,
+    PACKAGE_ROOT,
+    ChildPipes,
+    ProcessState,
+    ProgressStream,
+    child_environment,
+    model_options,
+)
+
+log = logging.getLogger(__name__)
+
+#: the stage of a successful analysis's last line
+DONE = "done"
+
+
+@dataclass(frozen=True)
+class ServeCommand:
+    """A ``pelabelup serve`` child: argument vector and full environment. Equal commands can share a worker."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+
+
+def build_serve_command(*, python_executable: str | Path, device: str = "auto", explainer: str = DEFAULT_EXPLAINER,
+                        model_versions: Mapping[str, str] | None = None, models_dir: str | Path | None = None,
+                        base_env: Mapping[str, str] | None = None, package_root: str | Path = PACKAGE_ROOT
+                        ) -> ServeCommand:
+    """The worker's command line, checked like :func:`~PELabelUpLib.slicer_process.build_analyze_command`'s
+    (same arguments but the input and output, which each request names). Raises ``ValueError`` likewise."""
+    python, options = model_options(python_executable, device=device, explainer=explainer,
+                                    model_versions=model_versions, models_dir=models_dir)
+    return ServeCommand(argv=(python, "-m", CLI_MODULE, "serve", *options),
+                        env=child_environment(base_env, package_root))
+
+
+class WorkerJob:
+    """One analysis of an :class:`AnalysisWorker` (made by :meth:`AnalysisWorker.submit`)."""
+
+    def __init__(self, worker: AnalysisWorker, request_id: str, out_dir: Path) -> None:
+        self.worker, self.request_id, self.out_dir = worker, request_id, out_dir
+        self._state: ProcessState = "running"
+        self._error: str | None = None
+
+    @property
+    def state(self) -> ProcessState:
+        """``running``, then ``done``, ``failed`` or ``cancelled``."""
+        return self._state
+
+    def _end(self, state: ProcessState, error: str | None = None) -> None:
+        if self._state == "running":
+            self._state, self._error = state, error
+
+    def poll(self) -> list[ProgressEvent]:
+        """This job's events since the last call; never blocks (see :meth:`AnalysisWorker.poll`)."""
+        return self.worker.poll()
+
+    def cancel(self) -> None:
+        """Stop this analysis: the worker is ended (SIGTERM), the next analysis starts a fresh one."""
+        if self._state == "running":
+            self.worker.terminate()
+
+    def wait(self, timeout_s: float, interval_s: float = 0.05) -> list[ProgressEvent]:
+        """Poll until the job has ended; raises ``TimeoutError`` after ``timeout_s`` (the job goes on)."""
+        deadline = time.monotonic() + timeout_s
+        events: list[ProgressEvent] = []
+        while True:
+            events += self.poll()
+            if self._state != "running":
+                return events
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the analysis did not end within {timeout_s:.0f} s")
+            time.sleep(interval_s)
+
+    def error_message(self) -> str:
+        """One line saying why the job did not finish."""
+        if self._state == "cancelled":
+            return "the analysis was cancelled"
+        return self._error or "the analysis ended without a result"
+
+
+class AnalysisWorker:
+    """A ``pelabelup serve`` child that runs one :class:`WorkerJob` at a time, polled without blocking.
+
+    Args:
+        command: from :func:`build_serve_command`.
+        kill_after_s: after :meth:`terminate`, how long :meth:`poll` waits for the child before killing it.
+    """
+
+    def __init__(self, command: ServeCommand, *, kill_after_s: float = 20.0) -> None:
+        self.command = command
+        self.kill_after_s = float(kill_after_s)
+        self.stream = ProgressStream()
+        self.stderr_lines: deque[str] = deque(maxlen=200)
+        self.ready = False
+        self.job: WorkerJob | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._pipes = ChildPipes()
+        self._terminated_at: float | None = None
+        self._requests = 0
+
+    def start(self) -> None:
+        """Start the child (the models load while the first request waits in its stdin)."""
+        if self._proc is not None:
+            raise RuntimeError("this worker was started already")
+        flags = subprocess.CREATE_NO_WINDOW if sys.platform == "win32" else 0
+        self._proc = subprocess.Popen(self.command.argv, env=self.command.env, stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                                      errors="replace", bufsize=1, creationflags=flags)
+        self._pipes.start(self._proc, "pelabelup-serve")
+        log.info("analysis worker %d: %s", self._proc.pid, " ".join(self.command.argv))
+
+    @property
+    def alive(self) -> bool:
+        """Started, not asked to stop, and not ended (as far as :meth:`poll` has seen)."""
+        return self._proc is not None and self._terminated_at is None and self._proc.poll() is None
+
+    def submit(self, input_path: str | Path, out_dir: str | Path) -> WorkerJob:
+        """Send one analysis request and return its job.
+
+        Raises:
+            ValueError: a missing input or an existing output folder (nothing is sent).
+            RuntimeError: the worker is not running, or a job is still running.
+        """
+        input_path, out_dir = Path(input_path), Path(out_dir)
+        if not input_path.exists():
+            raise ValueError(f"input CT not found: {input_path}")
+        if out_dir.exists():
+            raise ValueError(f"output folder exists already: {out_dir}")
+        if not self.alive:
+            raise RuntimeError("the analysis worker is not running")
+        if self.job is not None and self.job.state == "running":
+            raise RuntimeError("the analysis worker is busy: wait for its analysis or cancel it")
+        request_id = f"{self._requests}:{out_dir.name}"
+        self._requests += 1
+        self.job = WorkerJob(self, request_id, out_dir)
+        self._proc.stdin.write(Request(input=input_path, out=out_dir, id=request_id).to_json() + "\n")
+        self._proc.stdin.flush()
+        return self.job
+
+    def poll(self) -> list[ProgressEvent]:
+        """The current job's events since the last call; never blocks. Ends the job on its ``done`` or ``failed``
+        line, or when the child ends; kills a terminated child that outlived ``kill_after_s``."""
+        if self._proc is None:
+            return []
+        self.stderr_lines.extend(line.rstrip("\n") for line in self._pipes.drain("stderr"))
+        events = []
+        for event in self.stream.feed("".join(self._pipes.drain("stdout"))):
+            if event.stage == READY and event.input is None:
+                self.ready = True
+            elif self.job is not None and event.input == self.job.request_id:
+                events.append(event)
+                if event.stage == DONE and event.fraction >= 1.0:
+                    self.job._end("done")
+                elif event.stage == FAILED:
+                    self.job._end("failed", event.message)
+        if (self._terminated_at is not None and self._proc.poll() is None
+                and time.monotonic() - self._terminated_at > self.kill_after_s):
+            log.warning("analysis worker %d ignored SIGTERM for %.0f s: killing it", self._proc.pid, self.kill_after_s)
+            self._proc.kill()
+        if self._pipes.closed and self._proc.poll() is not None and self.job is not None:
+            self.job._end("cancelled" if self._terminated_at is not None else "failed", self._last_error())
+        return events
+
+    def _last_error(self) -> str:
+        for line in reversed(self.stderr_lines):
+            if line.strip():
+                return line.strip()
+        return f"the analysis worker ended with exit status {self._proc.returncode}"
+
+    def terminate(self) -> None:
+        """End the child now (SIGTERM; the analysis in progress leaves nothing); :meth:`poll` reports the job's end."""
+        if self._proc is None or self._terminated_at is not None:
+            return
+        self._terminated_at = time.monotonic()
+        if self._proc.poll() is None:
+            self._proc.terminate()
+
+    def close(self, timeout_s: float = 10.0) -> int | None:
+        """End the child at its next request boundary (its stdin is closed; a running job is cancelled first).
+        Returns its exit status, ``None`` when it did not end within ``timeout_s`` (it is then terminated)."""
+        if self._proc is None:
+            return None
+        if self.job is not None and self.job.state == "running":
+            self.terminate()
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            return self._proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.terminate()
+            return None
