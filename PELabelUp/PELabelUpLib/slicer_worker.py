@@ -1,7 +1,7 @@
 """The 3D Slicer module's long-lived analysis child: one ``pelabelup serve`` process for many analyses.
 
 A fresh ``pelabelup analyze`` child pays for importing torch and loading the models every time (on a GPU also
-for starting CUDA: 12-15 s on an H200 against 11-14 s for the whole warm analysis). :class:`AnalysisWorker` starts
+for starting CUDA: 11-15 s on an H200, about as long as a whole warm analysis). :class:`AnalysisWorker` starts
 ``pelabelup serve`` once (:mod:`~PELabelUpLib.analysis.serve` has the protocol) and sends it one request per
 analysis; each request is a :class:`WorkerJob`, polled exactly like an
 :class:`~PELabelUpLib.slicer_process.AnalysisProcess` (``poll``, ``state``, ``cancel``, ``wait``,
@@ -154,14 +154,18 @@ class AnalysisWorker:
         if out_dir.exists():
             raise ValueError(f"output folder exists already: {out_dir}")
         if not self.alive:
-            raise RuntimeError("the analysis worker is not running")
+            raise RuntimeError(f"the analysis worker is not running{self._why_ended()}")
         if self.job is not None and self.job.state == "running":
             raise RuntimeError("the analysis worker is busy: wait for its analysis or cancel it")
         request_id = f"{self._requests}:{out_dir.name}"
         self._requests += 1
         self.job = WorkerJob(self, request_id, out_dir)
-        self._proc.stdin.write(Request(input=input_path, out=out_dir, id=request_id).to_json() + "\n")
-        self._proc.stdin.flush()
+        try:
+            self._proc.stdin.write(Request(input=input_path, out=out_dir, id=request_id).to_json() + "\n")
+            self._proc.stdin.flush()
+        except OSError as exc:  # it ended meanwhile (a closed pipe)
+            self.job._end("failed", f"the analysis worker is not running{self._why_ended()}")
+            raise RuntimeError(self.job.error_message()) from exc
         return self.job
 
     def poll(self) -> list[ProgressEvent]:
@@ -187,6 +191,18 @@ class AnalysisWorker:
         if self._pipes.closed and self._proc.poll() is not None and self.job is not None:
             self.job._end("cancelled" if self._terminated_at is not None else "failed", self._last_error())
         return events
+
+    def _why_ended(self) -> str:
+        """``: <its last error line>`` once the child has ended, else nothing."""
+        if self._proc is None or self._proc.poll() is None:
+            return ""
+        self._proc.wait()
+        deadline = time.monotonic() + 5.0
+        while not self._pipes.closed and time.monotonic() < deadline:  # its last words are in the pipes
+            self.stderr_lines.extend(line.rstrip("\n") for line in self._pipes.drain("stderr"))
+            self._pipes.drain("stdout")
+            time.sleep(0.01)
+        return f": {self._last_error()}"
 
     def _last_error(self) -> str:
         for line in reversed(self.stderr_lines):

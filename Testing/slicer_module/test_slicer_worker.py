@@ -98,3 +98,22 @@ def test_submit_refuses_a_missing_input_and_an_existing_output(tmp_path, an_anal
     with pytest.raises(RuntimeError, match="not running"):
         worker.submit(an_analysed_study.study, tmp_path / "out")
     assert worker.poll() == [] and worker.close() is None
+
+
+@pytest.mark.slow
+def test_a_worker_without_models_reports_why_it_ended(tmp_path, an_analysed_study):
+    (tmp_path / "no-models").mkdir()
+    worker = AnalysisWorker(build_serve_command(python_executable=sys.executable, device="cpu",
+                                                models_dir=tmp_path / "no-models"))
+    worker.start()
+    try:
+        job = worker.submit(an_analysed_study.study, tmp_path / "out")
+    except RuntimeError as exc:  # it may have ended before the request was written
+        message = str(exc)
+    else:
+        job.wait(timeout_s=120)
+        assert job.state == "failed"
+        message = job.error_message()
+    assert message.startswith(("pelabelup serve: error: ", "the analysis worker is not running: pelabelup serve: error"))
+    assert "pelabelup-arteries" in message
+    assert not worker.alive and not (tmp_path / "out").exists()

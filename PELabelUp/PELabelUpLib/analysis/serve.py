@@ -1,7 +1,7 @@
 """A long-lived analysis worker: the models load once, then every request is one analysis (``pelabelup serve``).
 
 A fresh ``pelabelup analyze`` process pays for importing torch and MONAI, loading the models and, on a GPU,
-starting CUDA: about 12-15 s on an H200 before the first network runs, about 4 s on 2 CPU cores. A front end
+starting CUDA: 11-15 s on an H200 before the first network runs, 2-4 s on 2 CPU cores. A front end
 that analyses one case after another (the Slicer module) keeps one worker instead and pays that once.
 
 Protocol, on top of the progress protocol of :mod:`.progress`:
@@ -11,7 +11,7 @@ Protocol, on top of the progress protocol of :mod:`.progress`:
   ``pelabelup analyze``.
 * Events go to stdout, one JSON object a line. Start-up sends ``models`` events, then
   ``{"stage": "ready", "fraction": 1.0, ...}``. Each request's events carry ``"input": <id>`` and ``"index"``
-  (the request's 0-based number); their fractions rise from 0 for every request. A request ends with stage
+  (the request's 0-based line number on stdin); their fractions rise from 0 for every request. A request ends with stage
   ``done`` (fraction 1.0) or ``failed`` (fraction 1.0; the message is the one-line reason). A failed request
   (unreadable input, bad request line, existing ``out``) leaves nothing behind and the worker goes on.
 * End of stdin ends the worker (exit status 0). SIGTERM stops the analysis in progress, which leaves nothing,
@@ -39,6 +39,7 @@ from .requests import FAILED, READY, parse_request
 from .run import analyze_volume, check_explainer
 
 log = logging.getLogger(__name__)
+
 
 def serve(lines: Iterable[str], progress: JsonLinesProgress, *, device: str = "auto",
           explainer: str = DEFAULT_EXPLAINER, precision: str = "auto", models_dir: str | Path | None = None,
