@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks in one run (a few minutes on one GPU): the analysis benchmark on CUDA, cold and warm, in the
-# default mixed precision and in float32; then a short artery-model training under torchrun (nccl, one
-# process per GPU) on a small synthetic cohort, which must end with a model folder.
+# default mixed precision and in float32; the long-lived worker (pelabelup serve) against fresh analyze
+# processes; then a short artery-model training under torchrun (nccl, one process per GPU) on a small
+# synthetic cohort, which must end with a model folder.
 #
 #   bash benchmarks/gpu_checks.sh [OUT]      # OUT: where logs go (default: gpu-checks)
 #
@@ -27,9 +28,15 @@ done
 "$PY" benchmarks/bench_analyze.py --device cuda --seed "${SEEDS%% *}" --no-tracemalloc --repeat 2 \
     --precision float32 2>/dev/null | tee "$OUT/bench-float32.txt" | grep -E "^(run|wall|total)"
 
-echo "== artery training under torchrun (nccl, $GPUS process(es))"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+echo "== the long-lived worker (pelabelup serve) against fresh analyze processes, one synthetic study"
+"$PY" -m PELabelUpLib.cli.main synth --out "$work/one" --n 1 --seed 3 --no-progress > "$OUT/synth-one.txt" 2>&1 \
+    || { cat "$OUT/synth-one.txt"; exit 1; }
+"$PY" benchmarks/bench_serve.py "$(ls "$work"/one/*/ct.nii.gz | head -1)" --n 2 --device cuda 2>/dev/null \
+    | tee "$OUT/bench-serve.txt" || { echo "worker benchmark FAILED"; exit 1; }
+
+echo "== artery training under torchrun (nccl, $GPUS process(es))"
 "$PY" -m PELabelUpLib.cli.main synth --out "$work/cohort" --n 6 --seed 5 --size-xy 128 128 --no-progress \
     > "$OUT/synth.txt" 2>&1 || { cat "$OUT/synth.txt"; exit 1; }
 "$PY" -m torch.distributed.run --standalone --nproc-per-node "$GPUS" -m training.artery.train \
