@@ -141,6 +141,11 @@ class AnalysisWorker:
         """Started, not asked to stop, and not ended (as far as :meth:`poll` has seen)."""
         return self._proc is not None and self._terminated_at is None and self._proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The child's exit status once it has ended (``None`` before)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def submit(self, input_path: str | Path, out_dir: str | Path) -> WorkerJob:
         """Send one analysis request and return its job.
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from PELabelUpLib.analysis.interrupt import EXIT_TERMINATED
 from PELabelUpLib.slicer_process import PACKAGE_ROOT
 from PELabelUpLib.slicer_worker import AnalysisWorker, build_serve_command
 
@@ -67,7 +68,7 @@ def test_one_worker_runs_analyses_one_after_another_and_survives_a_failure(tmp_p
     records = [json.loads((tmp_path / n / "result.json").read_text()) for n in ("first", "second")]
     assert records[0]["timings_s"]["models"] > 0 and records[1]["timings_s"]["models"] == 0  # one model load
     assert records[1]["pe_probability"] == pytest.approx(records[0]["pe_probability"])
-    assert a_worker.close() == 0
+    assert a_worker.close() == 0 and a_worker.returncode == 0
 
 
 @pytest.mark.slow
@@ -82,7 +83,7 @@ def test_cancel_ends_the_worker_and_leaves_no_output(tmp_path, an_analysed_study
     job.cancel()
     job.wait(timeout_s=60)
     assert job.state == "cancelled" and job.error_message() == "the analysis was cancelled"
-    assert not a_worker.alive
+    assert not a_worker.alive and a_worker.returncode == EXIT_TERMINATED
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(RuntimeError, match="not running"):
         a_worker.submit(an_analysed_study.study, tmp_path / "again")
