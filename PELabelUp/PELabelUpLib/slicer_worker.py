@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: the stage of a successful analysis's last line
 DONE = "done"
+#: the fraction a job reports when the worker's models are loaded (``pelabelup analyze``'s ``models`` step ends there)
+MODELS_LOADED = 0.05
 
 
 @dataclass(frozen=True)
@@ -174,15 +176,20 @@ class AnalysisWorker:
         return self.job
 
     def poll(self) -> list[ProgressEvent]:
-        """The current job's events since the last call; never blocks. Ends the job on its ``done`` or ``failed``
-        line, or when the child ends; kills a terminated child that outlived ``kill_after_s``."""
+        """The current job's events since the last call; never blocks. The worker's start-up lines reach the job
+        waiting for it as its ``models`` stage (fractions 0 to 0.05, as ``pelabelup analyze`` reports them). Ends
+        the job on its ``done`` or ``failed`` line, or when the child ends; kills a terminated child that outlived
+        ``kill_after_s``."""
         if self._proc is None:
             return []
         self.stderr_lines.extend(line.rstrip("\n") for line in self._pipes.drain("stderr"))
         events = []
         for event in self.stream.feed("".join(self._pipes.drain("stdout"))):
-            if event.stage == READY and event.input is None:
-                self.ready = True
+            if event.input is None:  # the worker's start-up: shown as the waiting job's "models" stage
+                self.ready = self.ready or event.stage == READY
+                if self.job is not None and self.job.state == "running":
+                    events.append(ProgressEvent("models", MODELS_LOADED if event.stage == READY else 0.0,
+                                                event.message, input=self.job.request_id))
             elif self.job is not None and event.input == self.job.request_id:
                 events.append(event)
                 if event.stage == DONE and event.fraction >= 1.0:

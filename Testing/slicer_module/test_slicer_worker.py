@@ -56,6 +56,9 @@ def test_one_worker_runs_analyses_one_after_another_and_survives_a_failure(tmp_p
     assert a_worker.ready and events[-1].stage == "done" and events[-1].fraction == 1.0
     assert {e.input for e in events} == {first.request_id}
     assert [e.fraction for e in events] == sorted(e.fraction for e in events)
+    # the first job shows the worker loading its models (the user waits for them), then its own stages
+    assert [e.stage for e in events[:3]] == ["models", "models", "load"]
+    assert events[1].message.startswith("models loaded on cpu")
 
     broken = a_worker.submit(flat, tmp_path / "broken")
     broken.wait(timeout_s=120)
@@ -63,8 +66,8 @@ def test_one_worker_runs_analyses_one_after_another_and_survives_a_failure(tmp_p
     assert not (tmp_path / "broken").exists() and a_worker.alive
 
     second = a_worker.submit(an_analysed_study.study, tmp_path / "second")
-    second.wait(timeout_s=300)
-    assert second.state == "done"
+    events = second.wait(timeout_s=300)
+    assert second.state == "done" and events[0].stage == "load"  # the models were loaded already
     records = [json.loads((tmp_path / n / "result.json").read_text()) for n in ("first", "second")]
     assert records[0]["timings_s"]["models"] > 0 and records[1]["timings_s"]["models"] == 0  # one model load
     assert records[1]["pe_probability"] == pytest.approx(records[0]["pe_probability"])
