@@ -168,7 +168,9 @@ class AnalysisWorker:
         self._requests += 1
         self.job = WorkerJob(self, request_id, out_dir)
         try:
-            self._proc.stdin.write(Request(input=input_path, out=out_dir, id=request_id).to_json() + "\n")
+            # absolute: the child keeps the working folder it started in, the parent may have moved since
+            request = Request(input=input_path.absolute(), out=out_dir.absolute(), id=request_id)
+            self._proc.stdin.write(request.to_json() + "\n")
             self._proc.stdin.flush()
         except OSError as exc:  # it ended meanwhile (a closed pipe)
             self.job._end("failed", f"the analysis worker is not running{self._why_ended()}")

@@ -45,10 +45,12 @@ def a_worker(an_analysed_study):
 
 
 @pytest.mark.slow
-def test_one_worker_runs_analyses_one_after_another_and_survives_a_failure(tmp_path, an_analysed_study, a_worker):
+def test_one_worker_runs_analyses_one_after_another_and_survives_a_failure(tmp_path, an_analysed_study, a_worker,
+                                                                           monkeypatch):
     flat = tmp_path / "flat.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.int16)), str(flat))
-    first = a_worker.submit(an_analysed_study.study, tmp_path / "first")
+    monkeypatch.chdir(tmp_path)  # the worker started elsewhere: a relative output folder is this folder's
+    first = a_worker.submit(an_analysed_study.study, "first")
     with pytest.raises(RuntimeError, match="busy"):
         a_worker.submit(an_analysed_study.study, tmp_path / "other")
     events = first.wait(timeout_s=300)
