@@ -7,8 +7,8 @@ that analyses one case after another (the Slicer module) keeps one worker instea
 Protocol, on top of the progress protocol of :mod:`.progress`:
 
 * Requests arrive on stdin, one JSON object a line: ``{"input": PATH, "out": DIR}``, with an optional ``"id"``
-  (text; default: the name of ``out``). ``out`` must not exist; it appears only complete, as with
-  ``pelabelup analyze``.
+  (text; default: the name of ``out``). Relative paths are relative to the worker's working folder. ``out``
+  must not exist; it appears only complete, as with ``pelabelup analyze``.
 * Events go to stdout, one JSON object a line. Start-up sends ``models`` events, then
   ``{"stage": "ready", "fraction": 1.0, ...}``. Each request's events carry ``"input": <id>`` and ``"index"``
   (the request's 0-based line number on stdin); their fractions rise from 0 for every request. A request ends with stage
