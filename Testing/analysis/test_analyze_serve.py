@@ -16,6 +16,7 @@ from analysis_helpers import REPO_ROOT
 
 from PELabelUpLib.analysis.progress import JsonLinesProgress
 from PELabelUpLib.analysis.requests import Request, parse_request
+from PELabelUpLib.analysis.run import analyze
 from PELabelUpLib.analysis.serve import serve
 from PELabelUpLib.cli.main import main
 from PELabelUpLib.errors import InputError
@@ -79,6 +80,26 @@ def test_serve_analyses_each_request_and_goes_on_after_failures(tmp_path, a_nift
     a, b = (nib.load(tmp_path / n / "pseudomask.nii.gz") for n in ("one", "two"))
     np.testing.assert_allclose(a.affine, b.affine, atol=1e-4)
     np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+
+
+@pytest.mark.slow
+def test_serve_writes_what_analyze_writes(tmp_path, a_nifti_study, a_models_dir):
+    """The contract is one: a request's folder holds analyze's files, voxel for voxel, and the same record."""
+    analyze(a_nifti_study, tmp_path / "analyze", device="cpu", models_dir=a_models_dir)
+    serve(iter([Request(a_nifti_study, tmp_path / "serve", "s").to_json()]), JsonLinesProgress(io.StringIO()),
+          device="cpu", models_dir=a_models_dir)
+    files = sorted(p.name for p in (tmp_path / "analyze").iterdir())
+    assert sorted(p.name for p in (tmp_path / "serve").iterdir()) == files
+    for name in files:
+        if name.endswith(".nii.gz"):
+            a, b = (nib.load(tmp_path / folder / name) for folder in ("analyze", "serve"))
+            np.testing.assert_array_equal(a.affine, b.affine)
+            np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj), err_msg=name)
+    records = [json.loads((tmp_path / folder / "result.json").read_text()) for folder in ("analyze", "serve")]
+    assert records[1].pop("worker") == {"request": 0}
+    for record in records:
+        del record["timings_s"]
+    assert records[0] == records[1]
 
 
 def test_serve_without_models_fails_before_reading_requests(tmp_path):
