@@ -364,6 +364,7 @@ class PELabelUpTest(ScriptedLoadableModuleTest):
         out = logic.analyze_async(logic.case_node, device="cpu")
         self.assertEqual(out, root / "worklist" / "analysis" / "phantom-a")
         self.assertEqual(logic.wait(timeout_s=900), "done", logic.process.error_message())
+        logic.close_worker()
 
         review = logic.review
         self.assertIs(review.ct, logic.case_node)

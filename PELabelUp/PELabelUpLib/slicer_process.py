@@ -1,15 +1,18 @@
-"""The 3D Slicer module's analysis child process: its command line, its JSON-lines progress, starting and cancelling it.
+"""Analysis child processes for the 3D Slicer module: command lines, JSON-lines progress, starting and cancelling.
 
-The Slicer GUI process never imports torch. Its Analyze button runs ``pelabelup analyze INPUT --out DIR
---progress json`` in a child Python (Slicer's ``PythonSlicer``), reads one :class:`~.analysis.progress.ProgressEvent`
-per stdout line, and loads ``DIR`` when the child exits with status 0 (``DIR`` appears only complete). Cancel sends
-SIGTERM; the child removes what it was writing and exits with 143 (:data:`~.analysis.interrupt.EXIT_TERMINATED`).
+The Slicer GUI process never imports torch. An analysis runs in a child Python (Slicer's ``PythonSlicer``) that
+prints one :class:`~.analysis.progress.ProgressEvent` per stdout line and writes an output folder that appears
+only complete. The module keeps a long-lived ``pelabelup serve`` child (:mod:`~PELabelUpLib.slicer_worker`);
+:class:`AnalysisProcess` runs one ``pelabelup analyze INPUT --out DIR --progress json`` child (scripts, tests).
+Cancel sends SIGTERM; the child removes what it was writing and exits with 143
+(:data:`~.analysis.interrupt.EXIT_TERMINATED`).
 
 Everything here is plain Python (no Qt, no Slicer, no torch), so the module and the tests share it:
-:func:`build_analyze_command` makes the argument vector and environment, :class:`ProgressStream` turns stdout
-text into events, :class:`AnalysisProcess` starts the child and is polled without blocking (the module polls it
-from a ``qt.QTimer``), and :func:`missing_requirements` names the packages the child lacks, without importing
-them.
+:func:`build_analyze_command` makes the argument vector and environment (:func:`model_options` and
+:func:`child_environment` serve the worker's too), :class:`ProgressStream` turns stdout text into events,
+:class:`ChildPipes` reads a child's pipes, :class:`AnalysisProcess` starts the child and is polled without
+blocking (from a ``qt.QTimer`` in the module), and :func:`missing_requirements` names the packages the child
+lacks, without importing them.
 """
 
 from __future__ import annotations
