@@ -132,6 +132,19 @@ def test_an_existing_output_folder_is_never_overwritten(tmp_path, capsys, a_mode
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_an_output_that_cannot_be_created_is_refused_before_the_analysis(tmp_path, capsys, a_models_dir,
+                                                                          a_nifti_study):
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    out = tmp_path / "notes.txt" / "runs" / "case-1"
+    code = main(["analyze", str(a_nifti_study), "--out", str(out), "--models-dir", str(a_models_dir), "--device", "cpu",
+                 "--progress", "json"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert f"{out}: cannot be created: {tmp_path / 'notes.txt'} is not a folder" in stderr
+    assert stdout == ""  # refused before the models were loaded
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_cuda_asked_for_without_cuda_is_refused(tmp_path, capsys, a_models_dir, a_nifti_study):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -73,10 +74,19 @@ def remove_partial_folders(out_dir: str | Path) -> int:
 
 
 def check_output_free(out_dir: str | Path) -> Path:
-    """``out_dir`` as a Path, refused (one-line :class:`InputError`) when something is there already."""
+    """``out_dir`` as a Path, refused (one-line :class:`InputError`) when something is there already, or when it
+    could not be written: its nearest existing ancestor is not a folder, or not writable. Nothing is created, so
+    an analysis that fails later leaves nothing behind; but a bad output path fails before the analysis runs."""
     out = Path(out_dir)
     if out.exists():
         raise InputError(out, "output folder exists already (remove it or choose another --out)")
+    ancestor = out.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(out, f"cannot be created: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(out, f"cannot be created: no permission to write in {ancestor}")
     return out
 
 
