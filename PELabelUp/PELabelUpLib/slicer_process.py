@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -235,6 +235,40 @@ class ChildPipes:
                 lines.append(line)
 
 
+def start_child(argv: Sequence[str], env: Mapping[str, str], pipes: ChildPipes, label: str, *,
+                stdin: int) -> subprocess.Popen[str]:
+    """Start an analysis child with text pipes (UTF-8, line-buffered; no console window on Windows) and the reader
+    threads of ``pipes``. ``stdin``: ``subprocess.DEVNULL`` or ``subprocess.PIPE``."""
+    flags = subprocess.CREATE_NO_WINDOW if sys.platform == "win32" else 0
+    proc = subprocess.Popen(list(argv), env=dict(env), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, encoding="utf-8", errors="replace", bufsize=1, creationflags=flags)
+    pipes.start(proc, label)
+    return proc
+
+
+def poll_until_ended(poll: Callable[[], list[ProgressEvent]], ended: Callable[[], bool], timeout_s: float,
+                     interval_s: float, what: str) -> list[ProgressEvent]:
+    """Call ``poll`` until ``ended()``; every event seen meanwhile. Raises ``TimeoutError`` after ``timeout_s``
+    (what is waited for goes on)."""
+    deadline = time.monotonic() + timeout_s
+    events: list[ProgressEvent] = []
+    while True:
+        events += poll()
+        if ended():
+            return events
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not end within {timeout_s:.0f} s")
+        time.sleep(interval_s)
+
+
+def last_error_line(stderr_lines: Iterable[str]) -> str | None:
+    """The last non-blank stderr line, stripped (``None`` when there is none)."""
+    for line in reversed(list(stderr_lines)):
+        if line.strip():
+            return line.strip()
+    return None
+
+
 class AnalysisProcess:
     """A ``pelabelup analyze`` child process, polled without blocking.
 
@@ -260,11 +294,8 @@ class AnalysisProcess:
         """Start the child. Raises ``RuntimeError`` when started before, ``OSError`` when it cannot start."""
         if self._proc is not None:
             raise RuntimeError("this analysis process was started already")
-        flags = subprocess.CREATE_NO_WINDOW if sys.platform == "win32" else 0  # no console window on Windows
-        self._proc = subprocess.Popen(self.command.argv, env=self.command.env, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
-                                      errors="replace", bufsize=1, creationflags=flags)
-        self._pipes.start(self._proc, "pelabelup-analyze")
+        self._proc = start_child(self.command.argv, self.command.env, self._pipes, "pelabelup-analyze",
+                                 stdin=subprocess.DEVNULL)
         log.info("analysis child %d: %s", self._proc.pid, " ".join(self.command.argv))
 
     @property
@@ -313,24 +344,13 @@ class AnalysisProcess:
     def wait(self, timeout_s: float, interval_s: float = 0.05) -> list[ProgressEvent]:
         """Poll until the child has ended (scripts and tests; the module polls from a timer). Returns every
         event seen meanwhile. Raises ``TimeoutError`` (the child keeps running) after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        events: list[ProgressEvent] = []
-        while True:
-            events += self.poll()
-            if self._finished:
-                return events
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the analysis child did not end within {timeout_s:.0f} s")
-            time.sleep(interval_s)
+        return poll_until_ended(self.poll, lambda: self._finished, timeout_s, interval_s, "the analysis child")
 
     def error_message(self) -> str:
         """One line saying why the child failed: its last error line on stderr, else its exit status."""
         if self.state == "cancelled" or self.returncode == EXIT_TERMINATED:
             return "the analysis was cancelled"
-        for line in reversed(self.stderr_lines):
-            if line.strip():
-                return line.strip()
-        return f"the analysis ended with exit status {self.returncode}"
+        return last_error_line(self.stderr_lines) or f"the analysis ended with exit status {self.returncode}"
 
 
 @dataclass(frozen=True)

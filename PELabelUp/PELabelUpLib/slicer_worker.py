@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -31,7 +30,10 @@ from .slicer_process import (
     ProcessState,
     ProgressStream,
     child_environment,
+    last_error_line,
     model_options,
+    poll_until_ended,
+    start_child,
 )
 
 log = logging.getLogger(__name__)
@@ -90,15 +92,7 @@ class WorkerJob:
 
     def wait(self, timeout_s: float, interval_s: float = 0.05) -> list[ProgressEvent]:
         """Poll until the job has ended; raises ``TimeoutError`` after ``timeout_s`` (the job goes on)."""
-        deadline = time.monotonic() + timeout_s
-        events: list[ProgressEvent] = []
-        while True:
-            events += self.poll()
-            if self._state != "running":
-                return events
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the analysis did not end within {timeout_s:.0f} s")
-            time.sleep(interval_s)
+        return poll_until_ended(self.poll, lambda: self._state != "running", timeout_s, interval_s, "the analysis")
 
     def error_message(self) -> str:
         """One line saying why the job did not finish."""
@@ -131,11 +125,8 @@ class AnalysisWorker:
         """Start the child (the models load while the first request waits in its stdin)."""
         if self._proc is not None:
             raise RuntimeError("this worker was started already")
-        flags = subprocess.CREATE_NO_WINDOW if sys.platform == "win32" else 0
-        self._proc = subprocess.Popen(self.command.argv, env=self.command.env, stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
-                                      errors="replace", bufsize=1, creationflags=flags)
-        self._pipes.start(self._proc, "pelabelup-serve")
+        self._proc = start_child(self.command.argv, self.command.env, self._pipes, "pelabelup-serve",
+                                 stdin=subprocess.PIPE)
         log.info("analysis worker %d: %s", self._proc.pid, " ".join(self.command.argv))
 
     @property
@@ -219,10 +210,7 @@ class AnalysisWorker:
         return f": {self._last_error()}"
 
     def _last_error(self) -> str:
-        for line in reversed(self.stderr_lines):
-            if line.strip():
-                return line.strip()
-        return f"the analysis worker ended with exit status {self._proc.returncode}"
+        return last_error_line(self.stderr_lines) or f"the analysis worker ended with exit status {self._proc.returncode}"
 
     def terminate(self) -> None:
         """End the child now (SIGTERM; the analysis in progress leaves nothing); :meth:`poll` reports the job's end."""

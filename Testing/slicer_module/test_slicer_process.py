@@ -8,12 +8,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from slicer_module_helpers import poll_until_stage
 
 from PELabelUpLib.analysis.interrupt import EXIT_TERMINATED
 from PELabelUpLib.analysis.progress import STAGES, JsonLinesProgress, ProgressEvent
@@ -134,12 +134,7 @@ def test_cancel_ends_the_child_and_leaves_no_output(tmp_path, an_analysed_study)
     process = AnalysisProcess(build_analyze_command(an_analysed_study.study, out, python_executable=sys.executable,
                                                     device="cpu", models_dir=an_analysed_study.models_dir))
     process.start()
-    stages: list[str] = []
-    deadline = time.monotonic() + 120
-    while "arteries" not in stages:  # then the networks are running
-        assert process.state == "running" and time.monotonic() < deadline, "\n".join(process.stderr_lines)
-        time.sleep(0.02)
-        stages += [e.stage for e in process.poll()]
+    poll_until_stage(process, "arteries", process.stderr_lines)  # then the networks are running
     process.cancel()
     process.wait(timeout_s=60)
     assert process.state == "cancelled"

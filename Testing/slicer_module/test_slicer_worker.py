@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import re
 import sys
-import time
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from slicer_module_helpers import poll_until_stage
 
 from PELabelUpLib.analysis.interrupt import EXIT_TERMINATED
 from PELabelUpLib.slicer_process import PACKAGE_ROOT
@@ -79,12 +79,7 @@ def test_one_worker_runs_analyses_one_after_another_and_survives_a_failure(tmp_p
 @pytest.mark.slow
 def test_cancel_ends_the_worker_and_leaves_no_output(tmp_path, an_analysed_study, a_worker):
     job = a_worker.submit(an_analysed_study.study, tmp_path / "out")
-    stages: list[str] = []
-    deadline = time.monotonic() + 120
-    while "arteries" not in stages:  # then the networks are running
-        assert job.state == "running" and time.monotonic() < deadline, "\n".join(a_worker.stderr_lines)
-        time.sleep(0.02)
-        stages += [e.stage for e in job.poll()]
+    poll_until_stage(job, "arteries", a_worker.stderr_lines)  # then the networks are running
     job.cancel()
     job.wait(timeout_s=60)
     assert job.state == "cancelled" and job.error_message() == "the analysis was cancelled"

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,13 +46,18 @@ def cache_key(spec: SliceSpec, territory_source: TerritorySource) -> str:
     return settings_key({"spec": spec.as_metadata(), "territory": territory_source})
 
 
-def _save(path: Path, study: CachedStudy) -> None:
+def _write_npz(path: Path, *, compressed: bool = False, **arrays: Any) -> None:
+    """Write ``arrays`` to ``path`` whole or not at all (a hidden temporary file, then a rename)."""
     tmp = path.with_name(f".{path.stem}.tmp.npz")
-    f = study.stack.frame
-    np.savez(tmp, image=study.stack.image, territory=study.stack.territory, slice_labels=study.slice_labels,
-             positive=study.positive, slice_spacing_mm=study.slice_spacing_mm,
-             frame=np.array([*f.shape_zyx, *f.resampled_yx, *f.top_left_yx, f.size_px]))
+    (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
     tmp.replace(path)
+
+
+def _save(path: Path, study: CachedStudy) -> None:
+    f = study.stack.frame
+    _write_npz(path, image=study.stack.image, territory=study.stack.territory, slice_labels=study.slice_labels,
+               positive=study.positive, slice_spacing_mm=study.slice_spacing_mm,
+               frame=np.array([*f.shape_zyx, *f.resampled_yx, *f.top_left_yx, f.size_px]))
 
 
 def _load(path: Path, case_id: str) -> CachedStudy:
@@ -87,9 +93,7 @@ def _model_territory(study: TrainingStudy, volume: CTVolume, artery: tuple[torch
     territory, _ = predict_artery_territory(volume, artery[0], artery[1], device=device)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez_compressed(tmp, bits=np.packbits(np.asarray(territory) > 0), shape=np.array(shape))
-        tmp.replace(path)
+        _write_npz(path, compressed=True, bits=np.packbits(np.asarray(territory) > 0), shape=np.array(shape))
     return territory
 
 

@@ -104,6 +104,12 @@ class JsonLinesProgress:
         self.stream.write(event.to_json() + "\n")
         self.stream.flush()
 
+    def restart(self, **context: Any) -> None:
+        """Begin another run on the same stream (``pelabelup serve``'s next request): fractions rise from 0 again,
+        and every line carries ``context``."""
+        self.last = 0.0
+        self.context = dict(context)
+
     def close(self) -> None:
         self.stream.flush()
 

@@ -71,8 +71,7 @@ def serve(lines: Iterable[str], progress: JsonLinesProgress, *, device: str = "a
     for index, line in enumerate(lines):
         if not line.strip():
             continue
-        progress.last = 0.0
-        progress.context = {"input": f"request {index}", "index": index}
+        progress.restart(input=f"request {index}", index=index)
         try:
             request = parse_request(line)
             progress.context["input"] = request.id
@@ -90,5 +89,5 @@ def serve(lines: Iterable[str], progress: JsonLinesProgress, *, device: str = "a
             log.error("%s: %s", progress.context["input"], reason)
             progress(FAILED, 1.0, reason)
             failed += 1
-    progress.context = {}
+    progress.restart()
     return done, failed
