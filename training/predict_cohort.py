@@ -1,7 +1,7 @@
 """Run the label-up chain over a cohort and write one prediction folder per case (then ``pelabelup evaluate``).
 
     python -m training.predict_cohort --cohort COHORT --out PREDICTIONS \\
-        --artery-model Resources/Models/pelabelup-arteries --classifier-model runs/clf/model [--explainer gradcam]
+        --artery-model Resources/Models/pelabelup-arteries --classifier-model models/pelabelup-classifier [--explainer gradcam]
     pelabelup evaluate --cohort COHORT --predictions PREDICTIONS --out REPORT
 
 Each case folder holds ``result.json``, ``heatmap.nii.gz``, ``pseudomask.nii.gz`` and ``arteries.nii.gz`` on the

@@ -2,12 +2,13 @@
 
 Runs the whole engine on a dataset generated in memory, in one process or under torchrun::
 
-    python -m training.toy_trainer --out runs/toy --epochs 3
+    python -m training.toy_trainer --out models/toy --epochs 3
     python -m torch.distributed.run --standalone --nproc_per_node=2 -m training.toy_trainer \\
-        --out runs/toy-ddp --epochs 3 --batch-size 16      # same global batch (2 x 16) as --batch-size 32
+        --out models/toy-ddp --epochs 3 --batch-size 16      # same global batch (2 x 16) as --batch-size 32
 
-and writes ``<out>/model`` (a model folder), ``<out>/train_steps.csv``, ``<out>/epochs.csv`` and
-``<out>/checkpoints/``. ``--batch-size`` is per process.
+and, like every trainer (:mod:`training.engine.layout`), writes the model folder ``--out`` when the schedule
+completes and ``train_steps.csv``, ``epochs.csv`` and ``checkpoints/`` into ``--run-dir`` (default ``<out>.run``);
+``--resume`` continues from ``<run-dir>/checkpoints/last.pt``. ``--batch-size`` is per process.
 
 The network normalises with GroupNorm and has no dropout, so a DDP step equals the single-process step on
 the global batch (BatchNorm would normalise with per-rank statistics; torch's SyncBatchNorm needs CUDA).
@@ -35,8 +36,6 @@ from PELabelUpLib.errors import InputError
 from PELabelUpLib.models.folder import ModelFolder, read_model_folder, save_model_folder, verify_weights
 from PELabelUpLib.precision import TRAINING_PRECISIONS
 from training.engine import (
-    CHECKPOINT_DIR,
-    LAST_CHECKPOINT,
     DistContext,
     FitConfig,
     FitResult,
@@ -54,10 +53,10 @@ from training.engine import (
     wrap_ddp,
 )
 from training.engine.cli import log_completed, run_training
+from training.engine.layout import add_output_arguments, check_run_paths, last_checkpoint, resolve_run_dir
 
 log = logging.getLogger("training.toy_trainer")
 
-MODEL_DIR = "model"
 IMAGE_SIZE = 16
 
 
@@ -128,12 +127,11 @@ def load_toy_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.toy_trainer", description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, required=True, help="run folder (logs, checkpoints, model folder)")
+    add_output_arguments(p)
     p.add_argument("--epochs", type=int, default=3, help="epochs of the schedule")
     p.add_argument("--batch-size", type=int, default=32, help="per process; global = this x world size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--resume", type=Path, help="checkpoint to continue from (e.g. <out>/checkpoints/last.pt)")
     p.add_argument("--lr", type=float, default=0.05, help="peak learning rate (SGD, momentum 0.9, cosine)")
     p.add_argument("--train-samples", type=int, default=256)
     p.add_argument("--val-samples", type=int, default=128)
@@ -146,7 +144,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stop-after-epoch", type=int, help="stop (checkpointed) after this many epochs")
     p.add_argument("--stop-after-step", type=int, help="stop (checkpointed) after this many steps")
     p.add_argument("--progress", choices=("auto", "bar", "lines", "off"), default="auto")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    resolve_run_dir(args)
+    return args
 
 
 @dataclass
@@ -158,17 +158,10 @@ class ToyRun:
     seconds: float
 
 
-def _check_out(args: argparse.Namespace) -> None:
-    if (args.out / MODEL_DIR).exists():
-        raise FileExistsError(f"{args.out / MODEL_DIR}: model folder exists already; choose another --out")
-    if args.resume is None and (args.out / CHECKPOINT_DIR / LAST_CHECKPOINT).exists():
-        raise FileExistsError(f"{args.out}: holds a run already; pass --resume or choose another --out")
-
-
 def train(args: argparse.Namespace, ctx: DistContext) -> ToyRun:
     """Train on ``ctx`` (set up by the caller) and, when the schedule completes, write the model folder."""
     started = time.perf_counter()
-    _check_out(args)  # every rank checks before anything is written
+    check_run_paths(args)  # every rank checks before anything is written
     barrier()
     seed_everything(args.seed, ctx.rank)
     configure_determinism(ctx.device)
@@ -197,14 +190,14 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ToyRun:
                        progress=args.progress, progress_every_s=5.0)
     config_json = run_config(args, ctx)
     state = None
-    if args.resume is not None:
-        resumed = resume(args.resume, model=model, optimizer=optimizer, scheduler=scheduler,
+    if args.resume:
+        resumed = resume(last_checkpoint(args), model=model, optimizer=optimizer, scheduler=scheduler,
                          scaler=precision.scaler, ctx=ctx)
         warn_changed_settings(resumed.config, config_json,
                               ("seed", "batch_size", "epochs", "lr", "train_samples", "world_size"))
         state = resumed.state
     ddp_model = wrap_ddp(model, ctx)
-    result = fit(ddp_model, optimizer, train_loader, compute_loss, ctx=ctx, config=config, out_dir=args.out,
+    result = fit(ddp_model, optimizer, train_loader, compute_loss, ctx=ctx, config=config, out_dir=args.run_dir,
                  precision=precision, scheduler=scheduler, validate=lambda m: evaluate(m, val_loader, ctx.device),
                  state=state, run_config=config_json)
     folder = None
@@ -221,7 +214,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ToyRun:
             "intended_use": "engine tests and template; not a medical model",
             "changelog": ["0.1.0: toy model of the training engine"],
         }
-        folder = save_model_folder(args.out / MODEL_DIR, unwrap_model(ddp_model), metadata).path
+        folder = save_model_folder(args.out, unwrap_model(ddp_model), metadata).path
     barrier()
     return ToyRun(fit=result, model_folder=folder, seconds=time.perf_counter() - started)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,14 +50,6 @@ from training.artery.train import RUN_DEFINING, SETTINGS_ADDED, parse_args, trai
 from training.engine import DistContext, run_config, warn_changed_settings
 
 SMALL_PHANTOM = {"size_xy": (48, 48), "n_slices": 32, "spacing_mm": (1.5, 1.5, 1.5)}
-
-
-@pytest.fixture(autouse=True)
-def torch_threads() -> Iterator[None]:
-    """The trainer sets torch's thread count (one thread here: fastest on a shared machine); restore it."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

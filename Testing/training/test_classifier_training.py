@@ -94,32 +94,34 @@ def test_classifier_learns_the_toy_cohort(a_toy_cohort, tmp_path, supervision):
     train, val = a_toy_cohort
     epochs = "4" if supervision == "slice" else "6"
     extra = ["--samples-per-epoch", "256", "--batch-size", "16"] if supervision == "slice" else ["--batch-size", "2"]
-    code = main(["--cohort", str(train), "--val-cohort", str(val), "--out", str(tmp_path / "run"),
+    code = main(["--cohort", str(train), "--val-cohort", str(val), "--out", str(tmp_path / "clf"),
                  "--supervision", supervision, "--epochs", epochs, "--lr", "3e-3", *SMALL, *extra])
     assert code == 0
-    network, metadata = load_model(tmp_path / "run" / "model")
+    network, metadata = load_model(tmp_path / "clf")
     assert metadata["metrics"]["val_study_auc"] >= 0.95
     if supervision == "slice":
         assert metadata["metrics"]["val_slice_auc"] >= 0.95
     assert metadata["preprocessing"]["size_px"] == 48
     assert metadata["requires"]["territory"] == "gt"
-    rows = (tmp_path / "run" / "epochs.csv").read_text().strip().splitlines()
+    rows = (tmp_path / "clf.run" / "epochs.csv").read_text().strip().splitlines()
     assert len(rows) == int(epochs) + 1
-    training = json.loads((tmp_path / "run" / "model" / "metadata.json").read_text())["training"]
+    training = json.loads((tmp_path / "clf" / "metadata.json").read_text())["training"]
     assert training["supervision"] == supervision
-    assert (training["cohort"], training["val_cohort"], training["out"]) == ([train.name], val.name, "run")  # names only
+    # names only, no machine paths
+    assert (training["cohort"], training["val_cohort"], training["out"], training["run_dir"], training["cache_dir"]) \
+        == ([train.name], val.name, "clf", "clf.run", "cache")
 
 
 def _short_run(cohort, out, *options):
     """One short epoch on ``cohort`` with trainer ``options``; the model folder it writes, loaded."""
     assert main(["--cohort", str(cohort), "--out", str(out), "--epochs", "1", "--samples-per-epoch", "32",
                  "--batch-size", "8", *options, *SMALL]) == 0
-    return load_model(out / "model")
+    return load_model(out)
 
 
 def test_group_norm_is_a_trainer_option(a_toy_cohort, tmp_path):
     train, _ = a_toy_cohort
-    network, metadata = _short_run(train, tmp_path / "run", "--norm", "group")
+    network, metadata = _short_run(train, tmp_path / "clf", "--norm", "group")
     assert metadata["network"]["kwargs"]["norm"] == "group"
     kinds = {type(m) for m in network.modules()}
     assert torch.nn.GroupNorm in kinds and torch.nn.BatchNorm2d not in kinds
@@ -135,14 +137,14 @@ def test_group_norm_is_a_trainer_option(a_toy_cohort, tmp_path):
 
 def test_territory_dilation_is_a_trainer_option(a_toy_cohort, tmp_path):
     train, _ = a_toy_cohort
-    _, metadata = _short_run(train, tmp_path / "run", "--territory-dilation-mm", "6")
+    _, metadata = _short_run(train, tmp_path / "clf", "--territory-dilation-mm", "6")
     spec = SliceSpec.from_metadata(metadata)
     assert spec.territory_dilation_mm == 6.0
     # the run cached the planes of that view (its own cache key), as build_slice_stack makes them
     study = read_training_studies(train)[1]
-    folders = [p.parent.name for p in (tmp_path / "run" / "cache").rglob("*.npz")]
+    folders = [p.parent.name for p in (tmp_path / "clf.run" / "cache").rglob("*.npz")]
     assert set(folders) == {cache_key(spec, "gt")} != {cache_key(SliceSpec(pixel_mm=1.0, size_px=48), "gt")}
-    cached = cached_studies([study], tmp_path / "run" / "cache", spec, None)[0].stack.image
+    cached = cached_studies([study], tmp_path / "clf.run" / "cache", spec, None)[0].stack.image
     direct = build_slice_stack(study.load().hu, study.load_arteries(), (1.0, 1.0, 2.0), spec).image
     np.testing.assert_array_equal(cached, direct)
 
@@ -150,26 +152,36 @@ def test_territory_dilation_is_a_trainer_option(a_toy_cohort, tmp_path):
 def test_several_cohorts_train_one_model_and_a_study_twice_is_refused(a_toy_cohort, tmp_path):
     train, val = a_toy_cohort
     more = write_toy_cohort(tmp_path / "more", 4, seed=3, prefix="more")
-    _, metadata = _short_run(train, tmp_path / "run", "--cohort", str(more))
+    _, metadata = _short_run(train, tmp_path / "clf", "--cohort", str(more))
     assert metadata["training"]["cohort"] == [train.name, more.name]
     assert metadata["training"]["studies"] == 8 + 4
     with pytest.raises(InputError, match="toy-000 is also in"):
         training_studies([train, val])
 
 
-def test_shared_process_options_stop_resume_and_reach_the_metadata(a_toy_cohort, tmp_path):
-    """The options every trainer shares (training.engine.options.add_process_arguments) work here too: a run
-    stopped after its first epoch writes no model, its resume finishes it, and the run's settings are recorded."""
+def test_shared_options_and_run_layout_stop_resume_and_reach_the_metadata(a_toy_cohort, tmp_path):
+    """The options and run layout every trainer shares (training.engine.options, training.engine.layout) work here
+    too: a run stopped after its first epoch writes no model folder and keeps its checkpoint in --run-dir; a
+    second run there is refused without --resume; --resume finishes it; the settings and figures are recorded with
+    the patch trainers' keys."""
     train, _ = a_toy_cohort
-    out = tmp_path / "run"
-    common = ["--cohort", str(train), "--out", str(out), "--epochs", "2", "--samples-per-epoch", "32",
-              "--batch-size", "8", "--threads", "1", "--num-workers", "1", "--cohort-description", "toy, seed 1",
-              *SMALL]
+    out, run_dir = tmp_path / "models" / "clf", tmp_path / "runs" / "clf"
+    common = ["--cohort", str(train), "--out", str(out), "--run-dir", str(run_dir), "--epochs", "2",
+              "--samples-per-epoch", "32", "--batch-size", "8", "--threads", "1", "--num-workers", "1",
+              "--cohort-description", "toy, seed 1", *SMALL]
+    assert main([*common, "--resume"]) == 2  # nothing to resume: refused, nothing written
+    assert not out.exists() and not (run_dir / "checkpoints").exists()
     assert main([*common, "--stop-after-epoch", "1"]) == 0
     assert torch.get_num_threads() == 1  # the conftest restores it
-    assert not (out / "model").exists()
-    assert len((out / "epochs.csv").read_text().strip().splitlines()) == 2  # header and epoch 1
-    assert main([*common, "--resume", str(out / "checkpoints" / "last.pt")]) == 0
-    training = load_model(out / "model")[1]["training"]
-    assert training["epochs_done"] == 2
+    assert not out.exists()
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert len((run_dir / "epochs.csv").read_text().strip().splitlines()) == 2  # header and epoch 1
+    assert main(common) == 2  # the run folder holds a run: refused, the checkpoint kept
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert main([*common, "--resume"]) == 0
+    training = load_model(out)[1]["training"]
+    assert training["epochs_done"] == 2 and training["steps"] == 2 * 4 and training["samples_per_s"] > 0
     assert (training["threads"], training["num_workers"], training["cohort_description"]) == (1, 1, "toy, seed 1")
+    assert training["optimizer"] == "AdamW lr 0.002 wd 0.0001, one-cycle per step, 15% warm-up"
+    assert training["wall_s"] > 0 and training["device"] == "cpu"
+    assert main(common) == 2  # the model folder exists: refused

@@ -49,8 +49,10 @@ from training.toy_trainer import evaluate, load_toy_model, main, make_squares, p
 SINGLE = DistContext()
 
 
-def run_toy(out: Path, *extra: str) -> object:
-    args = parse_args(["--out", str(out), "--device", "cpu", "--progress", "off", *extra])
+def run_toy(run_dir: Path, *extra: str) -> object:
+    """A toy run whose logs and checkpoints go to ``run_dir`` and its model folder to ``run_dir/model``."""
+    args = parse_args(["--out", str(run_dir / "model"), "--run-dir", str(run_dir), "--device", "cpu",
+                       "--progress", "off", *extra])
     return train(args, SINGLE)
 
 
@@ -85,8 +87,8 @@ def test_resume_after_two_epochs_gives_the_uninterrupted_weights(tmp_path: Path)
     first = run_toy(tmp_path / "resumed", "--epochs", "4", "--stop-after-epoch", "2")
     assert first.fit.ended == "interrupted"
     assert first.model_folder is None
-    checkpoint = tmp_path / "resumed" / CHECKPOINT_DIR / LAST_CHECKPOINT
-    second = run_toy(tmp_path / "resumed", "--epochs", "4", "--resume", str(checkpoint))
+    assert (tmp_path / "resumed" / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file()
+    second = run_toy(tmp_path / "resumed", "--epochs", "4", "--resume")
     assert second.fit.state.epoch == 4
     assert_identical(weights(straight.model_folder), weights(second.model_folder))
     rows_straight = read_csv(tmp_path / "straight" / EPOCHS_CSV)
@@ -106,17 +108,24 @@ def test_resume_mid_epoch_with_a_weighted_sampler_gives_the_uninterrupted_weight
     checkpoint = tmp_path / "died" / CHECKPOINT_DIR / LAST_CHECKPOINT
     (tmp_path / "step3" / CHECKPOINT_DIR / LAST_CHECKPOINT).replace(checkpoint)
     assert load_checkpoint(checkpoint)["train_state"]["batch_in_epoch"] == 3
-    resumed = run_toy(tmp_path / "died", *common, "--resume", str(checkpoint))
+    resumed = run_toy(tmp_path / "died", *common, "--resume")
     assert_identical(weights(straight.model_folder), weights(resumed.model_folder))
     steps = [int(r["step"]) for r in read_csv(tmp_path / "died" / STEPS_CSV)]
     assert steps == list(range(1, 17)), "rows 4 and 5 of the lost leg must be dropped, not duplicated"
 
 
 def test_toy_cli_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    assert main(["--out", str(out), "--epochs", "1", "--device", "cpu", "--stop-after-epoch", "1",
-                 "--progress", "off"]) == 0
-    assert main(["--out", str(out), "--epochs", "1", "--device", "cpu", "--progress", "off"]) == 2
+    """The default run folder is ``<out>.run``: a second run there needs --resume, a finished one is not
+    overwritten, and --resume without a checkpoint is refused."""
+    out = tmp_path / "toy"
+    common = ["--out", str(out), "--epochs", "1", "--device", "cpu", "--progress", "off"]
+    assert main([*common, "--resume"]) == 2
+    assert main([*common, "--stop-after-epoch", "1"]) == 0
+    assert (tmp_path / "toy.run" / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file() and not out.exists()
+    assert main(common) == 2
+    assert main([*common, "--resume"]) == 0
+    assert load_toy_model(out)[1]["training"]["epochs_done"] == 1
+    assert main([*common, "--resume"]) == 2  # the model folder exists
 
 
 # --- fit on its own ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from training.engine import CHECKPOINT_DIR, EPOCHS_CSV, LAST_CHECKPOINT, STEPS_CSV, read_csv
-from training.toy_trainer import MODEL_DIR, load_toy_model
+from training.toy_trainer import load_toy_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GLOBAL_BATCH = 32
@@ -25,10 +25,12 @@ STEPS = EPOCHS * TRAIN_SAMPLES // GLOBAL_BATCH
 TOLERANCE = 1e-5
 
 pytestmark = pytest.mark.slow
+MODEL_DIR = "model"
 
 
 def toy_command(out: Path, batch_size: int, *extra: str) -> list[str]:
-    return ["-m", "training.toy_trainer", "--out", str(out), "--epochs", str(EPOCHS), "--batch-size",
+    """The toy trainer with its logs and checkpoints in ``out`` and its model folder in ``out/model``."""
+    return ["-m", "training.toy_trainer", "--out", str(out / MODEL_DIR), "--run-dir", str(out), "--epochs", str(EPOCHS), "--batch-size",
             str(batch_size), "--train-samples", str(TRAIN_SAMPLES), "--val-samples", "64", "--seed", "7",
             "--device", "cpu", "--progress", "lines", *extra]
 
@@ -90,6 +92,6 @@ def test_two_processes_resumed_after_an_epoch_agree_with_one(single_run: Path, t
     checkpoint = torch.load(out / CHECKPOINT_DIR / LAST_CHECKPOINT, weights_only=True)
     assert checkpoint["world_size"] == 2
     assert len(checkpoint["rng"]) == 2, "every rank's random state is kept"
-    torchrun(out, "--resume", str(out / CHECKPOINT_DIR / LAST_CHECKPOINT))
+    torchrun(out, "--resume")
     assert max_weight_difference(single_run, out) < TOLERANCE
     assert [int(r["step"]) for r in read_csv(out / STEPS_CSV)] == list(range(1, STEPS + 1))

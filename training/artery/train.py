@@ -36,26 +36,23 @@ from PELabelUpLib.models.networks import build_network
 from training.engine import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
-    LAST_CHECKPOINT,
     DistContext,
     EarlyStopping,
     FitConfig,
     FitResult,
     Means,
     barrier,
-    configure_determinism,
     fit,
     load_checkpoint,
     make_loader,
-    make_precision,
     resume,
     run_config,
-    seed_everything,
     unwrap_model,
     warn_changed_settings,
     wrap_ddp,
 )
-from training.engine.cli import log_completed, run_training
+from training.engine.cli import log_completed, run_training, start_process
+from training.engine.layout import check_run_paths, last_checkpoint, resolve_run_dir
 from training.engine.options import add_run_arguments
 from training.engine.records import patch_metrics, patch_run_record
 
@@ -150,7 +147,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "mask (default %(default)s; lower keeps thin branches whole, see training.artery.data)")
     p.add_argument("--version", default="1.0.0", help="model version written into the metadata")
     args = p.parse_args(argv)
-    args.run_dir = args.run_dir or args.out.with_name(args.out.name + ".run")
+    resolve_run_dir(args)
     args.cache_dir = args.cache_dir or args.cohort[0] / ".cache"
     args.patch = tuple(args.patch)
     args.channels = tuple(args.channels)
@@ -184,16 +181,6 @@ def _load_init_weights(folder: Path, model: nn.Module, spec: dict[str, Any]) -> 
     return {"name": metadata["name"], "version": metadata["version"], "sha256": metadata["sha256"]}
 
 
-def _check_paths(args: argparse.Namespace) -> None:
-    if args.out.exists():
-        raise FileExistsError(f"{args.out}: model folder exists already; choose another --out or --version")
-    last = args.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    if args.resume and not last.is_file():
-        raise InputError(last, "nothing to resume: no checkpoint")
-    if not args.resume and last.exists():
-        raise FileExistsError(f"{args.run_dir}: holds a run already; pass --resume or choose another --run-dir")
-
-
 def _metadata(args: argparse.Namespace, ctx: DistContext, spec: dict[str, Any], prep: ArteryPreprocessing,
               result: FitResult, train_ids: list[str], val_ids: list[str], seconds: float,
               precision: str, init: dict[str, str] | None) -> dict[str, Any]:
@@ -224,13 +211,9 @@ def _metadata(args: argparse.Namespace, ctx: DistContext, spec: dict[str, Any], 
 def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
     """Train on ``ctx`` (set up by the caller) and, when the schedule completes, write the model folder."""
     started = time.perf_counter()
-    _check_paths(args)
+    check_run_paths(args)
     barrier()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    seed_everything(args.seed, ctx.rank)
-    configure_determinism(ctx.device)
-    precision = make_precision(ctx.device, args.precision)
+    precision = start_process(args, ctx)
     prep = ArteryPreprocessing(spacing_mm=args.spacing, window_hu=args.window)
 
     cases = [case for cohort in args.cohort for case in list_cohort_cases(cohort)]
@@ -270,7 +253,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
     config_json = run_config(args, ctx)
     state = None
     if args.resume:
-        resumed = resume(args.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, model=model, optimizer=optimizer,
+        resumed = resume(last_checkpoint(args), model=model, optimizer=optimizer,
                          scheduler=scheduler, scaler=precision.scaler, ctx=ctx)
         warn_changed_settings(resumed.config, config_json, RUN_DEFINING, added=SETTINGS_ADDED)
         state = resumed.state

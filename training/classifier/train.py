@@ -1,14 +1,17 @@
 """Train the 2.5-D slice PE classifier from image-level labels, in one process or under torchrun.
 
-    python -m training.classifier.train --cohort COHORT [--cohort MORE] --val-cohort VAL --out runs/clf \\
+    python -m training.classifier.train --cohort COHORT [--cohort MORE] --val-cohort VAL --out models/clf \\
         [--artery-model Resources/Models/pelabelup-arteries | --territory gt] [--supervision slice|study]
     python -m torch.distributed.run --standalone --nproc_per_node=2 -m training.classifier.train ...
 
 ``--supervision slice`` learns from ``pe_present_on_image`` (RSPECT's slice labels); ``study`` learns from
 study labels alone (multiple-instance learning: each study's top slices over ``--top-mm`` are found without
 gradients, then the mean of their probabilities is trained against the study label, the same aggregation as
-:func:`~PELabelUpLib.models.slices.study_probability`). Writes ``<out>/model`` (a model folder), CSV logs and
-checkpoints; ``--resume <out>/checkpoints/last.pt`` continues a stopped run.
+:func:`~PELabelUpLib.models.slices.study_probability`). Like the other trainers (:mod:`training.engine.layout`)
+it writes the model folder ``--out`` when the schedule completes, and ``train_steps.csv``, ``epochs.csv`` and
+``checkpoints/`` into ``--run-dir`` (default: ``<out>.run`` beside ``--out``); ``--resume`` continues a stopped
+run from ``<run-dir>/checkpoints/last.pt``. Slice stacks and territories are cached in ``--cache-dir``
+(default: ``<run-dir>/cache``).
 """
 
 from __future__ import annotations
@@ -29,23 +32,21 @@ from PELabelUpLib.models.folder import load_model, save_model_folder
 from PELabelUpLib.models.networks import build_network
 from PELabelUpLib.models.slices import SliceSpec
 from training.engine import (
-    CHECKPOINT_DIR,
-    LAST_CHECKPOINT,
     DistContext,
     FitConfig,
     barrier,
     fit,
     make_loader,
-    make_precision,
     portable_config,
     resume,
     run_config,
-    seed_everything,
     unwrap_model,
     wrap_ddp,
 )
-from training.engine.cli import run_training
+from training.engine.cli import run_training, start_process
+from training.engine.layout import add_output_arguments, check_run_paths, last_checkpoint, resolve_run_dir
 from training.engine.options import add_process_arguments
+from training.engine.records import optimizer_text, run_figures
 
 from .cohort import read_training_studies, training_studies
 from .data import CachedStudy, SliceDataset, balanced_weights, cached_studies
@@ -53,7 +54,6 @@ from .validation import validate_studies
 
 log = logging.getLogger("training.classifier")
 
-MODEL_DIR = "model"
 MODEL_NAME = "pelabelup-classifier"
 
 
@@ -62,9 +62,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cohort", type=Path, required=True, action="append",
                    help="training cohort (RSPECT or NIfTI layout); repeat to train on several")
     p.add_argument("--val-cohort", type=Path, help="validation cohort (study and slice AUC each epoch)")
-    p.add_argument("--out", type=Path, required=True, help="run folder (logs, checkpoints, model folder)")
-    p.add_argument("--cache", type=Path,
-                   help="cache folder of slice stacks and artery territories (default: <out>/cache)")
+    add_output_arguments(p)
+    p.add_argument("--cache-dir", type=Path,
+                   help="cache folder of slice stacks and artery territories (default: <run-dir>/cache)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--artery-model", type=Path, help="artery territory model folder")
     source.add_argument("--territory", choices=("gt",), help="gt: use the cohort's artery masks (development)")
@@ -83,10 +83,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size-px", type=int, default=SliceSpec.size_px, help="side of the square input (pixels)")
     p.add_argument("--territory-dilation-mm", type=float, default=SliceSpec.territory_dilation_mm,
                    help="the CT is seen inside the territory grown in-plane by this much (mm)")
-    p.add_argument("--resume", type=Path, help="checkpoint to continue from")
     p.add_argument("--version", default="0.1.0", help="version written into the model folder")
     add_process_arguments(p, progress="auto")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.cache_dir = args.cache_dir or resolve_run_dir(args) / "cache"
+    return args
 
 
 def slice_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
@@ -129,7 +130,7 @@ def _prepare(args: argparse.Namespace, ctx: DistContext, spec: SliceSpec) -> tup
     if args.artery_model is not None:
         artery = load_model(args.artery_model, device=str(ctx.device))
         artery_info = {"name": artery[1]["name"], "version": artery[1]["version"], "sha256": artery[1]["sha256"]}
-    cache = args.cache or args.out / "cache"
+    cache = args.cache_dir
     studies = training_studies(args.cohort)
     # rank 0 fills the cache first, the others then read it
     if ctx.is_main:
@@ -151,13 +152,9 @@ def _prepare(args: argparse.Namespace, ctx: DistContext, spec: SliceSpec) -> tup
 
 def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
     started = time.perf_counter()
-    if (args.out / MODEL_DIR).exists():
-        raise FileExistsError(f"{args.out / MODEL_DIR}: model folder exists already; choose another --out")
-    if args.resume is None and (args.out / CHECKPOINT_DIR / LAST_CHECKPOINT).exists():
-        raise FileExistsError(f"{args.out}: holds a run already; pass --resume or choose another --out")
-    seed_everything(args.seed, ctx.rank)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    check_run_paths(args)
+    barrier()
+    precision = start_process(args, ctx)
     spec = SliceSpec(pixel_mm=args.pixel_mm, size_px=args.size_px, territory_dilation_mm=args.territory_dilation_mm)
     train_studies, val_studies, artery_info = _prepare(args, ctx, spec)
     n_slices = sum(len(s.slice_labels) for s in train_studies)
@@ -181,12 +178,11 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(loader),
                                                     pct_start=0.15)
-    precision = make_precision(ctx.device, args.precision)
     config_json = run_config(args, ctx)
     state = None
-    if args.resume is not None:
-        state = resume(args.resume, model=model, optimizer=optimizer, scheduler=scheduler, scaler=precision.scaler,
-                       ctx=ctx).state
+    if args.resume:
+        state = resume(last_checkpoint(args), model=model, optimizer=optimizer, scheduler=scheduler,
+                       scaler=precision.scaler, ctx=ctx).state
     ddp_model = wrap_ddp(model, ctx)
     validate = None
     if val_studies:
@@ -195,7 +191,7 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
     config = FitConfig(epochs=args.epochs, seed=args.seed, grad_clip_norm=5.0, scheduler_interval="step",
                        log_every_steps=10, progress=args.progress, progress_every_s=30.0,
                        stop_after_epoch=args.stop_after_epoch)
-    result = fit(ddp_model, optimizer, loader, compute_loss, ctx=ctx, config=config, out_dir=args.out,
+    result = fit(ddp_model, optimizer, loader, compute_loss, ctx=ctx, config=config, out_dir=args.run_dir,
                  precision=precision, scheduler=scheduler, validate=validate, state=state, run_config=config_json)
     folder = None
     if result.ended != "interrupted" and ctx.is_main:
@@ -208,19 +204,20 @@ def train(args: argparse.Namespace, ctx: DistContext) -> Path | None:
             "outputs": "(N, 1) logit of pe_present_on_image",
             "requires": {"artery_model": artery_info, "territory": "gt" if artery_info is None else "model"},
             "training": portable_config(config_json, PATH_ARGUMENTS) | {
-                "precision": precision.name, "epochs_done": result.state.epoch, "steps": result.state.step,
-                "samples_per_s": round(result.samples_per_s, 1), "studies": len(train_studies), "slices": n_slices,
-                "positive_slices": n_pos, "seconds": round(time.perf_counter() - started, 1)},
+                "precision": precision.name, "device": str(ctx.device),
+                "optimizer": optimizer_text(args.lr, args.weight_decay, schedule="one-cycle per step, 15% warm-up"),
+                "studies": len(train_studies), "slices": n_slices, "positive_slices": n_pos}
+            | run_figures(result, time.perf_counter() - started),
             "metrics": {k: v for k, v in last.items() if k.startswith("val_")},
             "changelog": [f"{args.version}: slice classifier trained with {args.supervision} labels"],
         }
-        folder = save_model_folder(args.out / MODEL_DIR, unwrap_model(ddp_model), metadata).path
+        folder = save_model_folder(args.out, unwrap_model(ddp_model), metadata).path
     barrier()
     return folder
 
 
 #: arguments that are paths: the model folder records their names only
-PATH_ARGUMENTS = ("cohort", "val_cohort", "out", "cache", "artery_model", "resume")
+PATH_ARGUMENTS = ("cohort", "val_cohort", "out", "run_dir", "cache_dir", "artery_model")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,10 @@
 """The training engine: distributed set-up, data sharding, seeding, precision, checkpoints, logs, ``fit``.
 
-A trainer follows :mod:`training.toy_trainer`: ``setup_distributed`` -> ``seed_everything`` -> data and
-``make_loader`` -> model, optimizer, scheduler -> ``resume`` (optional) -> ``wrap_ddp`` -> ``fit`` ->
-``save_model_folder`` on rank 0 -> ``cleanup``.
+A trainer follows :mod:`training.toy_trainer`: ``run_training`` (``setup_distributed``, logging, one-line errors,
+``cleanup``) calls its ``train``: ``check_run_paths`` (:mod:`.layout`) -> ``start_process`` (threads, seeds,
+determinism, precision; the toy calls its parts) -> data and ``make_loader`` -> model, optimizer, scheduler ->
+``resume`` (with ``--resume``) -> ``wrap_ddp`` -> ``fit`` into ``--run-dir`` -> ``save_model_folder`` as ``--out``
+on rank 0.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The shared ``main()`` skeleton of the trainers: processes, logging, one-line errors, clean exit."""
+"""The shared ``main()`` skeleton of the trainers: processes, logging, one-line errors, clean exit; and what each\ntraining process sets up first (:func:`start_process`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
+import torch
+
 from PELabelUpLib.errors import InputError
 
 from .distributed import DistContext, cleanup, setup_distributed
 from .logs import setup_logging
+from .precision import Precision, make_precision
+from .seeding import configure_determinism, seed_everything
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,6 +41,17 @@ def run_training(args: argparse.Namespace, train: Callable[[argparse.Namespace, 
         return False, None, ctx
     finally:
         cleanup()
+
+
+def start_process(args: argparse.Namespace, ctx: DistContext) -> Precision:
+    """Apply a trainer's process options (:func:`~training.engine.options.add_process_arguments`) to this
+    process: torch's CPU threads (``--threads``, 0 leaves torch's default), the seed of this rank, deterministic
+    algorithms on the CPU (cuDNN's autotuner on CUDA), and return the ``--precision`` for ``ctx.device``."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed, ctx.rank)
+    configure_determinism(ctx.device)
+    return make_precision(ctx.device, args.precision)
 
 
 def log_completed(run, processes: int | None = None) -> None:

@@ -3,14 +3,16 @@
 :func:`add_process_arguments`: what every trainer takes, the slice classifier's included (seeding, devices, threads,
 data-loading workers, precision, optimiser weight decay, an early stop and progress). :func:`add_run_arguments`: those
 plus what the patch trainers (the artery and segmenter trainers and ``pelabelup finetune``) take besides: where the
-run goes, its schedule and validation. Each trainer adds its own data and network options around them."""
+run goes (:func:`~training.engine.layout.add_output_arguments`, which the slice classifier takes too), their
+schedule and validation. Each trainer adds its own data and network options around them."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from PELabelUpLib.precision import TRAINING_PRECISIONS
+
+from .layout import add_output_arguments
 
 
 def add_process_arguments(p: argparse.ArgumentParser, *, progress: str = "lines") -> None:
@@ -29,9 +31,7 @@ def add_process_arguments(p: argparse.ArgumentParser, *, progress: str = "lines"
 def add_run_arguments(p: argparse.ArgumentParser, *, epochs: int, lr: float, patches_per_epoch: int,
                       val_cases: int) -> None:
     """The patch trainers' options, with the defaults that differ between them passed in."""
-    p.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist)")
-    p.add_argument("--run-dir", type=Path, help="logs and checkpoints (default: <out>.run beside --out)")
-    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoints/last.pt")
+    add_output_arguments(p)
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--patches-per-epoch", type=int, default=patches_per_epoch, help="training patches drawn per epoch")
     p.add_argument("--batch-size", type=int, default=2, help="per process")

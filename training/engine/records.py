@@ -1,8 +1,8 @@
 """Pieces of a model folder's ``metadata.json`` that every patch trainer writes the same way.
 
-The artery and segmenter trainers (and their fine-tunes) record how a run went with the same keys: what the
-schedule did (epochs and steps done, mean throughput, wall time), the optimiser in words, and the fixed
-validation patches' figures. Building them here keeps those keys and their meaning one thing.
+Every trainer records how a run went with the same keys: what the schedule did (epochs and steps done, mean
+throughput, wall time) and the optimiser in words; the artery and segmenter trainers (and their fine-tunes) also
+their patch settings and the fixed validation patches' figures. Building them here keeps those keys and their meaning one thing.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from .loop import FitResult
 DICE_BCE_LOSS = "soft Dice (batch) + binary cross-entropy"
 
 
-def optimizer_text(lr: float, weight_decay: float) -> str:
-    """The optimiser and schedule every trainer uses, as the metadata states it."""
-    return f"AdamW lr {lr} wd {weight_decay}, cosine per step to 2%"
+def optimizer_text(lr: float, weight_decay: float, schedule: str = "cosine per step to 2%") -> str:
+    """The optimiser every trainer uses (AdamW) and its learning-rate ``schedule``, as the metadata states them
+    (the patch trainers' cosine by default)."""
+    return f"AdamW lr {lr} wd {weight_decay}, {schedule}"
 
 
 def run_figures(result: FitResult, seconds: float) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from PELabelUpLib.errors import InputError
+from training.engine.layout import resolve_run_dir
 from training.engine.options import add_run_arguments
 
 from .sources import (
@@ -51,7 +52,7 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
         raise ValueError("--cohort and --labels go together (the labels of the cohort's cases)")
     if args.cohort is None and args.datastore is None:
         raise ValueError("nothing to train on: give --cohort with --labels, or --datastore")
-    args.run_dir = args.run_dir or args.out.with_name(args.out.name + ".run")
+    resolve_run_dir(args)
     args.cache_dir = args.cache_dir or (args.cohort / ".cache" if args.cohort is not None else args.run_dir / "cache")
     args.label_sources = [parse_label_source(s) for s in args.labels]
     args.territory_source = (parse_territory_source(args.territory) if args.territory

@@ -41,26 +41,23 @@ from training.artery.train import ArteryLoss
 from training.engine import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
-    LAST_CHECKPOINT,
     DistContext,
     EarlyStopping,
     FitConfig,
     FitResult,
     Means,
     barrier,
-    configure_determinism,
     fit,
     load_checkpoint,
     make_loader,
-    make_precision,
     resume,
     run_config,
-    seed_everything,
     unwrap_model,
     warn_changed_settings,
     wrap_ddp,
 )
-from training.engine.cli import log_completed, run_training
+from training.engine.cli import log_completed, run_training, start_process
+from training.engine.layout import check_run_paths, last_checkpoint
 
 from .data import SegmenterPatchDataset, fixed_patches, load_working_cases
 from .lineage import BaseModel
@@ -141,16 +138,6 @@ class SegmenterRun:
     seconds: float
 
 
-def _check_paths(args: argparse.Namespace) -> None:
-    if args.out.exists():
-        raise FileExistsError(f"{args.out}: model folder exists already; choose another --out or --version")
-    last = args.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    if args.resume and not last.is_file():
-        raise InputError(last, "nothing to resume: no checkpoint")
-    if not args.resume and last.exists():
-        raise FileExistsError(f"{args.run_dir}: holds a run already; pass --resume or choose another --run-dir")
-
-
 def _augmentation(args: argparse.Namespace) -> Augmentation:
     return NO_AUGMENTATION if args.augmentation == "none" else Augmentation()
 
@@ -177,13 +164,9 @@ def train(args: argparse.Namespace, ctx: DistContext, *, base: BaseModel | None 
     and keeps its network and preprocessing (patch = the base's ``roi_size``); the folder records the lineage.
     """
     started = time.perf_counter()
-    _check_paths(args)
+    check_run_paths(args)
     barrier()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    seed_everything(args.seed, ctx.rank)
-    configure_determinism(ctx.device)
-    precision = make_precision(ctx.device, args.precision)
+    precision = start_process(args, ctx)
     spec, prep = _model_setup(args, base)
 
     cases = gather_cases(args)
@@ -229,7 +212,7 @@ def train(args: argparse.Namespace, ctx: DistContext, *, base: BaseModel | None 
     config_json = run_config(args, ctx, skip=("label_sources", "territory_source"))
     state = None
     if args.resume:
-        resumed = resume(args.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT, model=model, optimizer=optimizer,
+        resumed = resume(last_checkpoint(args), model=model, optimizer=optimizer,
                          scheduler=scheduler, scaler=precision.scaler, ctx=ctx)
         warn_changed_settings(resumed.config, config_json, RUN_DEFINING)
         state = resumed.state
