@@ -15,6 +15,7 @@ from clot_cohort import write_case_masks, write_clot_cohort
 
 from PELabelUpLib.errors import InputError
 from PELabelUpLib.evaluate import dice
+from PELabelUpLib.evaluate.detection import lesion_detection
 from PELabelUpLib.io import load_ct, read_label_file
 from PELabelUpLib.models.folder import load_model
 from PELabelUpLib.models.segmenter import (
@@ -25,7 +26,7 @@ from PELabelUpLib.models.segmenter import (
 from training.artery.augment import NO_AUGMENTATION, Augmentation
 from training.engine import DistContext
 from training.segmenter.data import SegmenterPatchDataset, load_working_case
-from training.segmenter.evaluate import case_scores, evaluate_cohort
+from training.segmenter.evaluate import case_scores, detection_summary, evaluate_cohort
 from training.segmenter.evaluate import main as evaluate_main
 from training.segmenter.records import LABEL_SOURCES_CSV
 from training.segmenter.sources import (
@@ -186,6 +187,20 @@ def test_a_tiny_segmenter_overfits_one_case_and_its_folder_predicts_it(a_clot_co
     summary = evaluate_cohort(a_clot_cohort, network, metadata, TerritorySource(), limit=1)
     assert summary["cases"] == summary["positive_cases"] == 1
     assert summary["dice_mean"] == pytest.approx(dice(mask, truth))
+    found = lesion_detection(mask, truth, volume.geometry.spacing_mm)
+    assert (summary["emboli"], summary["emboli_found"], summary["false_components_per_scan"]) == \
+        (found.tp + found.fn, found.tp, found.fp) and found.tp >= 1
+    # --as-analyzed: what analyze keeps, from the study probability in result.json beside the predicted territory
+    pred = tmp_path / "pred"
+    write_case_masks(pred, a_clot_cohort, "clot-000", {"arteries.nii.gz": territory})
+    for probability, emboli_found in ((0.2, 0), (0.9, found.tp)):
+        (pred / "clot-000" / "result.json").write_text(json.dumps({"pe_probability": probability}))
+        analyzed = evaluate_cohort(a_clot_cohort, network, metadata, TerritorySource(pred), limit=1, as_analyzed=True)
+        assert analyzed["as_analyzed"] and analyzed["emboli_found"] == emboli_found
+        assert analyzed["per_case"][0]["predicted_ml"] == (0.0 if probability < 0.5 else
+                                                           summary["per_case"][0]["predicted_ml"])
+    with pytest.raises(ValueError, match="--as-analyzed needs --territory pred:DIR"):
+        evaluate_cohort(a_clot_cohort, network, metadata, TerritorySource(), limit=1, as_analyzed=True)
     weights = (out / "model.pt").read_bytes()
     assert evaluate_main(["--model", str(out), "--cohort", str(a_clot_cohort), "--limit", "1", "--write",
                           "--threads", "1"]) == 0
@@ -196,11 +211,25 @@ def test_a_tiny_segmenter_overfits_one_case_and_its_folder_predicts_it(a_clot_co
 
 
 @pytest.mark.parametrize(("pred", "truth", "expected"), [
-    ([1, 1, 0, 0], [1, 0, 0, 0], {"positive": True, "dice": 2 / 3, "precision": 0.5, "recall": 1.0}),
-    ([0, 0, 0, 0], [0, 1, 1, 0], {"positive": True, "dice": 0.0, "precision": None, "recall": 0.0}),
-    ([0, 1, 0, 0], [0, 0, 0, 0], {"positive": False, "dice": None, "precision": 0.0, "recall": None}),
+    ([1, 1, 0, 0], [1, 0, 0, 0], {"positive": True, "dice": 2 / 3, "precision": 0.5, "recall": 1.0,
+                                  "emboli": 1, "emboli_found": 1, "false_components": 0}),
+    ([0, 0, 0, 0], [0, 1, 1, 0], {"positive": True, "dice": 0.0, "precision": None, "recall": 0.0,
+                                  "emboli": 1, "emboli_found": 0, "false_components": 0}),  # diagonal: one embolus
+    ([0, 1, 0, 0], [0, 0, 0, 0], {"positive": False, "dice": None, "precision": 0.0, "recall": None,
+                                  "emboli": 0, "emboli_found": 0, "false_components": 1}),
 ])
 def test_case_scores(pred: list[int], truth: list[int], expected: dict) -> None:
-    scores = case_scores(np.reshape(pred, (1, 2, 2)), np.reshape(truth, (1, 2, 2)), voxel_ml=0.5)
+    scores = case_scores(np.reshape(pred, (1, 2, 2)), np.reshape(truth, (1, 2, 2)), spacing_mm=(10.0, 10.0, 5.0))
     assert {k: scores[k] for k in expected} == pytest.approx(expected)
     assert scores["predicted_ml"] == 0.5 * sum(pred) and scores["reference_ml"] == 0.5 * sum(truth)
+
+
+def test_detection_summary_counts_emboli_and_false_components_by_hand() -> None:
+    # a row of 7 voxels: emboli {0, 1} and {5}; findings {1} (finds the first), {3} and {6} (false: 6 only
+    # borders the second embolus, it does not overlap it)
+    first = case_scores(np.array([[[0, 1, 0, 1, 0, 0, 1]]]), np.array([[[1, 1, 0, 0, 0, 1, 0]]]), (1.0, 1.0, 1.0))
+    assert (first["emboli"], first["emboli_found"], first["false_components"]) == (2, 1, 2)
+    negative = case_scores(np.zeros((1, 1, 7)), np.zeros((1, 1, 7)), (1.0, 1.0, 1.0))
+    summary = detection_summary([first, negative])
+    assert summary == pytest.approx({"emboli": 2, "emboli_found": 1, "sensitivity": 0.5,
+                                     "false_components_per_scan": 1.0, "detection_f1": 2 / (2 + 2 + 1)})

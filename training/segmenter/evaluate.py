@@ -5,10 +5,16 @@ Every prediction goes through :func:`~PELabelUpLib.models.segmenter.predict_segm
 compared there with ``emboli.nii.gz``::
 
     python -m training.segmenter.evaluate --model models/pelabelup-segmenter --cohort cohort-test \\
-        --territory pred:predictions-test --write
+        --territory pred:predictions-test --as-analyzed --write
 
-Scores: per positive case Dice, voxel precision and recall; over negative cases the false-positive volume.
-``--write`` records the summary in the model folder's ``metadata["metrics"]`` (weights and sha256 untouched).
+Scores: per positive case Dice, voxel precision and recall; over negative cases the false-positive volume; over
+all cases the emboli found and the false components (:func:`~PELabelUpLib.evaluate.detection.lesion_detection`:
+an embolus is found when a predicted voxel touches it), with the detection F1. ``--as-analyzed`` keeps of each
+mask what ``pelabelup analyze`` keeps (:func:`~PELabelUpLib.analysis.run.segmentation_as_analyzed`: no component
+under 30 mm^3, nothing in a study the classifier read as negative, from the ``result.json`` beside the territory
+of ``--territory pred:DIR``), so the figures are those ``pelabelup evaluate --mask segmentation`` gives for the
+same models. ``--write`` records the summary in the model folder's ``metadata["metrics"]`` (weights and sha256
+untouched).
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from PELabelUpLib.analysis.run import segmentation_as_analyzed
 from PELabelUpLib.errors import InputError
 from PELabelUpLib.evaluate import dice
-from PELabelUpLib.evaluate.predictions import read_cohort
+from PELabelUpLib.evaluate.detection import detection_f1, lesion_detection
+from PELabelUpLib.evaluate.predictions import read_cohort, read_study_probability
 from PELabelUpLib.io import load_ct
+from PELabelUpLib.labelup.pipeline import LabelUpSettings
 from PELabelUpLib.models.folder import load_model
 from PELabelUpLib.models.segmenter import predict_segmentation
 from training.engine.evaluate_cli import brief_figures, evaluate_parser, finish_evaluation, start_evaluation
@@ -38,23 +47,36 @@ from .sources import LabelSource, TerritorySource, parse_territory_source
 log = logging.getLogger("training.segmenter.evaluate")
 
 
-def case_scores(pred: np.ndarray, truth: np.ndarray, voxel_ml: float) -> dict[str, Any]:
-    """Overlap of a predicted emboli mask with the reference, both ``(Z, Y, X)`` on one grid (nonzero = embolus)."""
+def case_scores(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float]) -> dict[str, Any]:
+    """Overlap of a predicted emboli mask with the reference, both ``(Z, Y, X)`` on one grid (nonzero = embolus;
+    ``spacing_mm`` in index order ``(x, y, z)``): Dice, voxel precision and recall, volumes, and the emboli the
+    mask finds and its false components."""
     if pred.shape != truth.shape:
         raise ValueError(f"prediction {pred.shape} and reference {truth.shape} differ in shape")
     p, t = pred != 0, truth != 0
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
     overlap = int(np.logical_and(p, t).sum())
+    found = lesion_detection(p, t, spacing_mm)
     return {"positive": bool(t.any()), "dice": dice(p, t) if t.any() else None,
             "precision": overlap / int(p.sum()) if p.any() else None,
             "recall": overlap / int(t.sum()) if t.any() else None,
-            "predicted_ml": round(float(p.sum()) * voxel_ml, 4), "reference_ml": round(float(t.sum()) * voxel_ml, 4)}
+            "predicted_ml": round(float(p.sum()) * voxel_ml, 4), "reference_ml": round(float(t.sum()) * voxel_ml, 4),
+            "emboli": found.tp + found.fn, "emboli_found": found.tp, "false_components": found.fp}
 
 
 def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, Any], territory: TerritorySource, *,
-                    device: str = "cpu", limit: int | None = None,
+                    device: str = "cpu", limit: int | None = None, as_analyzed: bool = False,
                     on_case: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Scores of every case with a CT and a territory, and their summary (Dice over positive cases; false-positive
-    volume over negative ones)."""
+    volume over negative ones; emboli found and false components over all, with the detection F1).
+
+    Args:
+        as_analyzed: keep of each mask what ``pelabelup analyze`` keeps (see the module doc).
+    """
+    if as_analyzed and territory.root is None:
+        raise ValueError("--as-analyzed needs --territory pred:DIR: the analysis folders, whose result.json holds "
+                         "each study's probability")
+    settings = LabelUpSettings()
     truth_source = LabelSource("gt")
     per_case = []
     for row in read_cohort(cohort)[:limit]:
@@ -66,8 +88,10 @@ def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, 
         volume = load_ct(row.ct_path)
         mask, _ = predict_segmentation(volume, read_mask_on(territory_path, volume.geometry), network, metadata,
                                        device=device)
-        voxel_ml = float(np.prod(volume.geometry.spacing_mm)) / 1000.0
-        scores = {"case_id": row.case_id} | case_scores(mask, read_mask_on(truth_path, volume.geometry), voxel_ml)
+        spacing = volume.geometry.spacing_mm
+        if as_analyzed:
+            mask = segmentation_as_analyzed(mask, spacing, read_study_probability(territory_path.parent), settings)
+        scores = {"case_id": row.case_id} | case_scores(mask, read_mask_on(truth_path, volume.geometry), spacing)
         scores["seconds"] = round(time.perf_counter() - started, 2)
         per_case.append(scores)
         if on_case:
@@ -83,9 +107,20 @@ def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, 
         "recall_mean": float(np.mean([c["recall"] for c in per_case if c["positive"]])) if dices.size else None,
         "negative_cases_with_fp": int(sum(v > 0 for v in negatives)),
         "negative_fp_ml_mean": float(np.mean(negatives)) if negatives else None,
+        **detection_summary(per_case), "as_analyzed": as_analyzed,
         "seconds_per_case": float(np.mean([c["seconds"] for c in per_case])),
     }
     return summary | {"per_case": per_case}
+
+
+def detection_summary(per_case: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Emboli found of all, false components per scan, sensitivity and detection F1 over :func:`case_scores`."""
+    emboli = sum(c["emboli"] for c in per_case)
+    found = sum(c["emboli_found"] for c in per_case)
+    false = sum(c["false_components"] for c in per_case)
+    return {"emboli": emboli, "emboli_found": found, "sensitivity": found / emboli if emboli else None,
+            "false_components_per_scan": false / len(per_case) if per_case else None,
+            "detection_f1": detection_f1(found, false, emboli - found)}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -94,7 +129,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cohort", type=Path, required=True, help="cohort with ground truth (cohort.csv)")
     p.add_argument("--territory", default="gt", help="gt | pred:DIR (default: gt)")
     p.add_argument("--limit", type=int, help="only the first N cases")
+    p.add_argument("--as-analyzed", action="store_true",
+                   help="keep what pelabelup analyze keeps: no component under 30 mm^3, nothing where the "
+                        "result.json beside the --territory pred:DIR reads P(PE) < 0.5")
     return p.parse_args(argv)
+
+
+def _log_case(scores: dict[str, Any]) -> None:
+    log.info("%s: Dice %s, %d of %d emboli found, %d false components", scores["case_id"], scores["dice"],
+             scores["emboli_found"], scores["emboli"], scores["false_components"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         territory = parse_territory_source(args.territory)
         network, metadata = load_model(args.model, device=args.device)
         report = evaluate_cohort(args.cohort, network, metadata, territory, device=args.device, limit=args.limit,
-                                 on_case=lambda s: log.info("%s: Dice %s", s["case_id"], s["dice"]))
+                                 as_analyzed=args.as_analyzed, on_case=_log_case)
     except (InputError, ValueError) as exc:
         log.error("%s", exc)
         return 2

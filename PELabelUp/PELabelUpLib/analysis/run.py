@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,17 @@ def _segment(volume: CTVolume, result: LabelUpResult, models: AnalysisModels, de
                                    device=device, precision=settings.precision)
     if mask.shape != volume.hu.shape:
         raise RuntimeError(f"segmenter returned shape {mask.shape}, expected the input's {volume.hu.shape}")
-    kept = components(np.asarray(mask) > 0, volume.geometry.spacing_mm, settings.min_volume_mm3)
-    return (kept > 0).astype(np.uint8), "segmenter"
+    return segmentation_as_analyzed(mask, volume.geometry.spacing_mm, result.study_probability, settings), "segmenter"
+
+
+def segmentation_as_analyzed(mask: np.ndarray, spacing_mm: Sequence[float], study_probability: float,
+                             settings: LabelUpSettings) -> np.ndarray:
+    """What ``analyze`` keeps of a segmenter mask: ``uint8`` 0/1, empty in a study read as negative
+    (``study_probability`` under ``min_study_probability``), else without components under ``min_volume_mm3``."""
+    if study_probability < settings.min_study_probability:
+        return np.zeros(np.shape(mask), dtype=np.uint8)
+    kept = components(np.asarray(mask) > 0, spacing_mm, settings.min_volume_mm3)
+    return (kept > 0).astype(np.uint8)
 
 
 def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisModels, device: torch.device,

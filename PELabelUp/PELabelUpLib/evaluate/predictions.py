@@ -223,6 +223,13 @@ def read_prediction(folder: str | Path, truth: GroundTruth, *, mask: MaskChoice 
                       emboli=emboli, heatmap=heatmap, mask=chosen, mask_kind=mask, arteries=arteries)
 
 
+def read_study_probability(folder: str | Path) -> float:
+    """The ``pe_probability`` of a prediction folder's ``result.json``, checked like :func:`read_prediction` does
+    (an :class:`InputError` naming the file when it is missing, not JSON or not a probability)."""
+    path = Path(folder) / RESULT_JSON
+    return _probability(path, "pe_probability", _read_json(path).get("pe_probability"))
+
+
 def check_same_grid(path: Path, geometry: Geometry, reference: Geometry, reference_name: str) -> None:
     """Raise :class:`InputError` naming ``path`` when its grid differs from ``reference``'s."""
     differences = grid_differences(geometry, reference)
