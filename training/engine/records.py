@@ -41,17 +41,16 @@ def patch_metrics(result: FitResult) -> dict[str, Any]:
 
 
 def patch_run_record(args: argparse.Namespace, result: FitResult, seconds: float, *, world_size: int,
-                     patch_zyx: Sequence[int], centre_fraction: tuple[str, float], augmentation: dict[str, Any],
-                     precision: str, device: str) -> dict[str, Any]:
+                     patch_zyx: Sequence[int], augmentation: dict[str, Any], precision: str,
+                     device: str) -> dict[str, Any]:
     """The ``metadata["training"]`` keys of a patch trainer's run: settings from ``args`` (seed, schedule,
-    batch, optimiser, selection), the patch and its centring (``centre_fraction``: the option's name and value),
-    the augmentation, where and how it ran, and :func:`run_figures`. Each trainer adds what its data were."""
+    batch, optimiser, selection), the patch, the augmentation, where and how it ran, and :func:`run_figures`.
+    Each trainer adds what its data were and how its patches are centred."""
     figures = run_figures(result, seconds)
-    name, value = centre_fraction
     return {
         "seed": args.seed, "epochs": args.epochs, "epochs_done": figures["epochs_done"], "steps": figures["steps"],
         "patches_per_epoch": args.patches_per_epoch, "batch_size": args.batch_size, "world_size": world_size,
-        "patch_zyx": [int(v) for v in patch_zyx], name: value, "optimizer": optimizer_text(args.lr, args.weight_decay),
+        "patch_zyx": [int(v) for v in patch_zyx], "optimizer": optimizer_text(args.lr, args.weight_decay),
         "loss": DICE_BCE_LOSS, "augmentation": augmentation, "precision": precision, "device": device,
         "selected": args.select, "samples_per_s": figures["samples_per_s"], "wall_s": figures["wall_s"],
     }

@@ -72,9 +72,9 @@ def model_metadata(args: argparse.Namespace, spec: dict[str, Any], prep: Segment
             # kinds only: the folders are machine-specific
             "labels": (["datastore"] if args.datastore is not None else []) + [s.partition(":")[0] for s in args.labels],
             "label_counts": counts, "territory": args.territory.partition(":")[0], "cases": records,
+            "label_fraction": args.label_fraction,
         } | patch_run_record(args, result, seconds, world_size=args.world_size, patch_zyx=prep.roi_size,
-                             centre_fraction=("label_fraction", args.label_fraction), augmentation=augmentation,
-                             precision=precision, device=args.device_used),
+                             augmentation=augmentation, precision=precision, device=args.device_used),
         "metrics": patch_metrics(result),
     }
     if args.datastore is not None:
