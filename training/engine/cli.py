@@ -1,4 +1,5 @@
-"""The shared ``main()`` skeleton of the trainers: processes, logging, one-line errors, clean exit; and what each\ntraining process sets up first (:func:`start_process`)."""
+"""The shared ``main()`` skeleton of the trainers: processes, logging, one-line errors, clean exit; and what each
+training process sets up first (:func:`start_process`)."""
 
 from __future__ import annotations
 

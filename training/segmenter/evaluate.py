@@ -86,11 +86,15 @@ def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, 
             continue
         started = time.perf_counter()
         volume = load_ct(row.ct_path)
-        mask, _ = predict_segmentation(volume, read_mask_on(territory_path, volume.geometry), network, metadata,
-                                       device=device)
         spacing = volume.geometry.spacing_mm
-        if as_analyzed:
-            mask = segmentation_as_analyzed(mask, spacing, read_study_probability(territory_path.parent), settings)
+        probability = read_study_probability(territory_path.parent) if as_analyzed else None
+        if probability is not None and probability < settings.min_study_probability:
+            mask = np.zeros(volume.hu.shape, dtype=np.uint8)  # analyze does not run the segmenter on such a study
+        else:
+            mask, _ = predict_segmentation(volume, read_mask_on(territory_path, volume.geometry), network, metadata,
+                                           device=device)
+            if probability is not None:
+                mask = segmentation_as_analyzed(mask, spacing, probability, settings)
         scores = {"case_id": row.case_id} | case_scores(mask, read_mask_on(truth_path, volume.geometry), spacing)
         scores["seconds"] = round(time.perf_counter() - started, 2)
         per_case.append(scores)
