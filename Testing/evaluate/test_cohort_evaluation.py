@@ -16,6 +16,7 @@ from scipy import ndimage
 from PELabelUpLib.errors import InputError
 from PELabelUpLib.evaluate import lesion_detection
 from PELabelUpLib.evaluate.cohort import component_peaks, evaluate_cohort
+from PELabelUpLib.evaluate.predictions import read_study_probability
 from PELabelUpLib.evaluate.report import write_report
 from PELabelUpLib.evaluate.summary import summarise
 from PELabelUpLib.geometry import Geometry
@@ -293,6 +294,20 @@ def test_a_malformed_result_json_names_it(a_cohort, truth_cases, perfect_predict
     with pytest.raises(InputError, match=reason) as error:
         evaluate_cohort(a_cohort, predictions)
     assert str(error.value).startswith(str(path))
+
+
+def test_read_study_probability_reads_what_evaluate_reads_and_names_a_bad_file(truth_cases, perfect_predictions,
+                                                                               tmp_path):
+    folder = perfect_predictions / truth_cases[2].case_id
+    assert read_study_probability(folder) == json.loads((folder / "result.json").read_text())["pe_probability"]
+    for text, reason in (("{", "not valid JSON"), ('{"pe_probability": 1.5}', "must lie in"),
+                         ('{"slice_probabilities": []}', "finite number")):
+        (tmp_path / "result.json").write_text(text)
+        with pytest.raises(InputError, match=reason) as error:
+            read_study_probability(tmp_path)
+        assert str(error.value).startswith(str(tmp_path / "result.json"))
+    with pytest.raises(InputError, match="file not found"):
+        read_study_probability(tmp_path / "nowhere")
 
 
 def test_counts_agree_with_lesion_detection_and_two_workers_with_one(a_cohort, truth_cases, tmp_path):
