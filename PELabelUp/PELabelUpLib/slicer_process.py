@@ -8,9 +8,9 @@ Cancel sends SIGTERM; the child removes what it was writing and exits with 143
 (:data:`~.analysis.interrupt.EXIT_TERMINATED`).
 
 Everything here is plain Python (no Qt, no Slicer, no torch), so the module and the tests share it:
-:func:`build_analyze_command` makes the argument vector and environment (:func:`model_options` and
-:func:`child_environment` serve the worker's too), :class:`ProgressStream` turns stdout text into events,
-:class:`ChildPipes` reads a child's pipes, :class:`AnalysisProcess` starts the child and is polled without
+:func:`build_analyze_command` makes the argument vector and environment (:func:`analysis_paths`,
+:func:`model_options` and :func:`child_environment` serve the worker's too), :class:`ProgressStream` turns stdout text into events,
+:class:`ChildPipes` reads a child's pipes, :func:`kill_if_overdue` ends one that ignores SIGTERM, :class:`AnalysisProcess` starts the child and is polled without
 blocking (from a ``qt.QTimer`` in the module), and :func:`missing_requirements` names the packages the child
 lacks, without importing them.
 """
@@ -91,16 +91,32 @@ def build_analyze_command(
         ValueError: a missing input or Python, an existing output folder, an unknown device, explainer or
             model task, an empty version; the message carries the bad value.
     """
-    input_path, out_dir = Path(input_path), Path(out_dir)
-    if not input_path.exists():
-        raise ValueError(f"input CT not found: {input_path}")
-    if out_dir.exists():
-        raise ValueError(f"output folder exists already: {out_dir}")
+    input_path, out_dir = analysis_paths(input_path, out_dir)
     python, options = model_options(python_executable, device=device, explainer=explainer,
                                     model_versions=model_versions, models_dir=models_dir)
     argv = [python, "-m", CLI_MODULE, "analyze", str(input_path), "--out", str(out_dir), *options, "--progress", "json"]
     env = child_environment(base_env, package_root)
     return AnalyzeCommand(argv=tuple(argv), env=env, out_dir=out_dir)
+
+
+def analysis_paths(input_path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
+    """``input_path`` and ``out_dir`` as Paths, checked for one analysis: ``ValueError`` when the input is missing
+    or the output folder exists already (an analysis child or a worker request would fail on them)."""
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    if not input_path.exists():
+        raise ValueError(f"input CT not found: {input_path}")
+    if out_dir.exists():
+        raise ValueError(f"output folder exists already: {out_dir}")
+    return input_path, out_dir
+
+
+def kill_if_overdue(proc: subprocess.Popen[str], terminated_at: float | None, kill_after_s: float,
+                    what: str) -> None:
+    """Kill ``proc`` when it was sent SIGTERM at ``terminated_at`` (``time.monotonic()``; ``None``: never) and is
+    still running ``kill_after_s`` later."""
+    if terminated_at is not None and proc.poll() is None and time.monotonic() - terminated_at > kill_after_s:
+        log.warning("%s %d ignored SIGTERM for %.0f s: killing it", what, proc.pid, kill_after_s)
+        proc.kill()
 
 
 def model_options(python_executable: str | Path, *, device: str, explainer: str,
@@ -322,10 +338,7 @@ class AnalysisProcess:
             return []
         events = self.stream.feed("".join(self._pipes.drain("stdout")))
         self.stderr_lines.extend(line.rstrip("\n") for line in self._pipes.drain("stderr"))
-        if (self._cancelled_at is not None and self._proc.poll() is None
-                and time.monotonic() - self._cancelled_at > self.kill_after_s):
-            log.warning("analysis child %d ignored SIGTERM for %.0f s: killing it", self._proc.pid, self.kill_after_s)
-            self._proc.kill()
+        kill_if_overdue(self._proc, self._cancelled_at, self.kill_after_s, "analysis child")
         if self._pipes.closed and self._proc.poll() is not None:
             events += self.stream.close()
             self._finished = True

@@ -29,7 +29,9 @@ from .slicer_process import (
     ChildPipes,
     ProcessState,
     ProgressStream,
+    analysis_paths,
     child_environment,
+    kill_if_overdue,
     last_error_line,
     model_options,
     poll_until_ended,
@@ -146,11 +148,7 @@ class AnalysisWorker:
             ValueError: a missing input or an existing output folder (nothing is sent).
             RuntimeError: the worker is not running, or a job is still running.
         """
-        input_path, out_dir = Path(input_path), Path(out_dir)
-        if not input_path.exists():
-            raise ValueError(f"input CT not found: {input_path}")
-        if out_dir.exists():
-            raise ValueError(f"output folder exists already: {out_dir}")
+        input_path, out_dir = analysis_paths(input_path, out_dir)
         if not self.alive:
             raise RuntimeError(f"the analysis worker is not running{self._why_ended()}")
         if self.job is not None and self.job.state == "running":
@@ -189,10 +187,7 @@ class AnalysisWorker:
                     self.job._end("done")
                 elif event.stage == FAILED:
                     self.job._end("failed", event.message)
-        if (self._terminated_at is not None and self._proc.poll() is None
-                and time.monotonic() - self._terminated_at > self.kill_after_s):
-            log.warning("analysis worker %d ignored SIGTERM for %.0f s: killing it", self._proc.pid, self.kill_after_s)
-            self._proc.kill()
+        kill_if_overdue(self._proc, self._terminated_at, self.kill_after_s, "analysis worker")
         if self._pipes.closed and self._proc.poll() is not None and self.job is not None:
             self.job._end("cancelled" if self._terminated_at is not None else "failed", self._last_error())
         return events

@@ -18,22 +18,19 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from ..errors import InputError
 from ..explain.registry import DEFAULT_EXPLAINER
-from ..io import load_ct
 from ..io.dicom_scan import is_dicom_candidate
 from ..io.image_files import image_extension
 from ..labelup.pipeline import LabelUpSettings
-from ..models.inference import check_precision
 from .device import resolve_device
-from .model_set import load_analysis_models
 from .outputs import is_complete, remove_partial_folders
 from .progress import Progress, ScaledProgress
-from .run import analyze_volume, check_explainer
+from .run import INPUT_ERRORS, analyze_volume, chain_settings, load_models_timed, read_input
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +168,7 @@ def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: 
     ordered = sorted(Path(p) for p in inputs)
     names = output_names(ordered)
     share = rank_share(len(ordered), rank, world_size)
-    settings = replace(settings or LabelUpSettings(), explainer=check_explainer(explainer),
-                       precision=check_precision(precision))
+    settings = chain_settings(settings, explainer, precision)
     torch_device = resolve_device(device, local_rank=local_rank)
     sink = progress or (lambda stage, fraction, message: None)
     context = getattr(progress, "context", None)
@@ -182,10 +178,8 @@ def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: 
     todo = [i for i in share if not is_complete(out / names[i])]
     models = None
     if todo:
-        t0 = time.perf_counter()
-        sink("models", 0.0, f"loading models on {torch_device}")
-        models = load_analysis_models(device=torch_device, models_dir=models_dir, versions=model_versions)
-        model_seconds = time.perf_counter() - t0
+        models, model_seconds = load_models_timed(torch_device, sink, models_dir=models_dir,
+                                                  model_versions=model_versions)
     items: list[BatchItem] = []
     for position, index in enumerate(share):
         path, name, target = ordered[index], names[index], out / names[index]
@@ -199,14 +193,12 @@ def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: 
         remove_partial_folders(target)
         t0 = time.perf_counter()
         try:
-            scaled("load", 0.05, f"reading {path.name}")
-            volume = load_ct(path)
-            timings = {"models": model_seconds if position == share.index(todo[0]) else 0.0,
-                       "load": time.perf_counter() - t0}
+            volume, load_seconds = read_input(path, scaled)
+            timings = {"models": model_seconds if position == share.index(todo[0]) else 0.0, "load": load_seconds}
             analyze_volume(volume, target, models=models, device=torch_device, settings=settings, progress=scaled,
                            timings_s=timings, extra={"batch": {"rank": rank, "world_size": world_size,
                                                               "name": name}})
-        except (InputError, ValueError, RuntimeError, OSError) as exc:  # this input fails, the batch goes on
+        except INPUT_ERRORS as exc:  # this input fails, the batch goes on
             reason = " ".join(str(exc).split())
             log.error("%s: %s", name, reason)
             scaled("failed", 1.0, f"{name}: {reason}")

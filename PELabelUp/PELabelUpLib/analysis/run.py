@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..errors import InputError
 from ..explain.registry import DEFAULT_EXPLAINER, explainer_names
 from ..io import load_ct
 from ..labelup.pipeline import LabelUpResult, LabelUpSettings, label_up_case
@@ -156,21 +157,42 @@ def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto"
     """
     progress = progress or _noop
     out = check_output_free(out_dir)
-    settings = replace(settings or LabelUpSettings(), explainer=check_explainer(explainer),
-                       precision=check_precision(precision))
+    settings = chain_settings(settings, explainer, precision)
     torch_device = resolve_device(device)
-    timings: dict[str, float] = {}
+    models, model_seconds = load_models_timed(torch_device, progress, models_dir=models_dir,
+                                              model_versions=model_versions)
+    volume, load_seconds = read_input(input_path, progress)
+    return analyze_volume(volume, out, models=models, device=torch_device, settings=settings, progress=progress,
+                          timings_s={"models": model_seconds, "load": load_seconds})
 
+
+#: what makes one input of many fail while the others go on (``--batch`` and ``serve``)
+INPUT_ERRORS = (InputError, ValueError, RuntimeError, OSError)
+
+
+def chain_settings(settings: LabelUpSettings | None, explainer: str, precision: str) -> LabelUpSettings:
+    """``settings`` (default: :class:`LabelUpSettings`) with ``explainer`` and ``precision``, both checked
+    (``ValueError`` when unknown)."""
+    return replace(settings or LabelUpSettings(), explainer=check_explainer(explainer),
+                   precision=check_precision(precision))
+
+
+def load_models_timed(torch_device: torch.device, progress: Progress, *, models_dir: str | Path | None = None,
+                      model_versions: dict[str, str] | None = None) -> tuple[AnalysisModels, float]:
+    """Load the analysis models on ``torch_device`` after a ``models`` progress event; returns them and the
+    seconds it took (the ``models`` timing of ``result.json``)."""
     t0 = time.perf_counter()
     progress("models", 0.0, f"loading models on {torch_device}")
     models = load_analysis_models(device=torch_device, models_dir=models_dir, versions=model_versions)
-    timings["models"] = time.perf_counter() - t0
+    return models, time.perf_counter() - t0
 
+
+def read_input(input_path: str | Path, progress: Progress) -> tuple[CTVolume, float]:
+    """Read one CT after a ``load`` progress event and log its grid; returns it and the seconds it took (the
+    ``load`` timing of ``result.json``)."""
     t0 = time.perf_counter()
     progress("load", 0.05, f"reading {Path(input_path).name}")
     volume = load_ct(input_path)
-    timings["load"] = time.perf_counter() - t0
     log.info("input %s: %s voxels, spacing %s mm", input_path, "x".join(map(str, volume.geometry.size)),
              ", ".join(f"{s:.3g}" for s in volume.geometry.spacing_mm))
-    return analyze_volume(volume, out, models=models, device=torch_device, settings=settings, progress=progress,
-                          timings_s=timings)
+    return volume, time.perf_counter() - t0

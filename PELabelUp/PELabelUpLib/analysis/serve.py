@@ -21,22 +21,16 @@ Protocol, on top of the progress protocol of :mod:`.progress`:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 
-from ..errors import InputError
 from ..explain.registry import DEFAULT_EXPLAINER
-from ..io import load_ct
 from ..labelup.pipeline import LabelUpSettings
-from ..models.inference import check_precision
 from .device import resolve_device
-from .model_set import load_analysis_models
 from .outputs import check_output_free
 from .progress import JsonLinesProgress
 from .requests import FAILED, READY, parse_request
-from .run import analyze_volume, check_explainer
+from .run import INPUT_ERRORS, analyze_volume, chain_settings, load_models_timed, read_input
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +53,10 @@ def serve(lines: Iterable[str], progress: JsonLinesProgress, *, device: str = "a
         InputError: a required model is missing or tampered with (before any request is read).
         ValueError: unknown explainer, precision or device, CUDA asked for but absent.
     """
-    settings = replace(settings or LabelUpSettings(), explainer=check_explainer(explainer),
-                       precision=check_precision(precision))
+    settings = chain_settings(settings, explainer, precision)
     torch_device = resolve_device(device)
-    t0 = time.perf_counter()
-    progress("models", 0.0, f"loading models on {torch_device}")
-    models = load_analysis_models(device=torch_device, models_dir=models_dir, versions=model_versions)
-    model_seconds = time.perf_counter() - t0
+    models, model_seconds = load_models_timed(torch_device, progress, models_dir=models_dir,
+                                              model_versions=model_versions)
     progress(READY, 1.0, f"models loaded on {torch_device} in {model_seconds:.1f} s; waiting for requests")
     done = failed = 0
     for index, line in enumerate(lines):
@@ -74,17 +65,15 @@ def serve(lines: Iterable[str], progress: JsonLinesProgress, *, device: str = "a
         progress.restart(input=f"request {index}", index=index)
         try:
             request = parse_request(line)
-            progress.context["input"] = request.id
+            progress.restart(input=request.id, index=index)
             out = check_output_free(request.out)
-            t0 = time.perf_counter()
-            progress("load", 0.05, f"reading {request.input.name}")
-            volume = load_ct(request.input)
+            volume, load_seconds = read_input(request.input, progress)
             # the models' load time is counted once, in the first request's timings
-            timings = {"models": model_seconds if done + failed == 0 else 0.0, "load": time.perf_counter() - t0}
+            timings = {"models": model_seconds if done + failed == 0 else 0.0, "load": load_seconds}
             analyze_volume(volume, out, models=models, device=torch_device, settings=settings, progress=progress,
                            timings_s=timings, extra={"worker": {"request": index}})
             done += 1
-        except (InputError, ValueError, RuntimeError, OSError) as exc:  # this request fails, the worker goes on
+        except INPUT_ERRORS as exc:  # this request fails, the worker goes on
             reason = " ".join(str(exc).split())
             log.error("%s: %s", progress.context["input"], reason)
             progress(FAILED, 1.0, reason)
