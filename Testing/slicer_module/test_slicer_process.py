@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from PELabelUpLib.slicer_process import (
     Requirement,
     build_analyze_command,
     child_python,
+    kill_if_overdue,
     label_decision,
     missing_requirements,
 )
@@ -207,3 +209,21 @@ def test_label_decision_compares_the_reviewer_with_the_model(probability, review
 def test_label_decision_refuses_a_probability_outside_0_1():
     with pytest.raises(ValueError, match="1.5"):
         label_decision(1.5, True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM cannot be ignored on Windows")
+def test_a_child_that_ignores_sigterm_is_killed_once_overdue_and_not_before() -> None:
+    code = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+            "time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.terminate()  # ignored
+        kill_if_overdue(proc, None, 0.0, "test child")  # never terminated by us: left alone
+        kill_if_overdue(proc, time.monotonic(), 30.0, "test child")  # not overdue yet
+        assert proc.poll() is None
+        kill_if_overdue(proc, time.monotonic() - 5.0, 1.0, "test child")
+        assert proc.wait(timeout=10) == -9
+    finally:
+        proc.kill()
+        proc.wait()
