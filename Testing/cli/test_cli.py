@@ -86,6 +86,19 @@ def test_info_on_a_2d_image_names_the_reason(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_synth_contrast_phase_is_recorded_in_each_case(tmp_path):
+    out = tmp_path / "mixed"
+    result = run("synth", "--out", str(out), "--n", "1", "--seed", "4", "--size-xy", "96", "96", "--slices", "40",
+                 "--contrast-phase", "mixed", "--workers", "1", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(next(out.glob("phantom-*/case.json")).read_text())
+    assert record["params"]["overrides"]["contrast_phase"] == "mixed"
+    contrast = record["params"]["anatomy"]["contrast"]
+    assert 0.4 * contrast["pa_hu"] <= contrast["aorta_hu"] <= contrast["pa_hu"]
+    refused = run("synth", "--out", str(tmp_path / "x"), "--n", "1", "--contrast-phase", "venous")
+    assert refused.returncode == 2 and "--contrast-phase" in refused.stderr
+
+
 def test_synth_hybrid_without_real_data_is_refused(tmp_path):
     result = run("synth", "--out", str(tmp_path / "x"), "--n", "0", "--hybrid", "1")
     assert result.returncode == 2

@@ -76,6 +76,24 @@ def test_rerun_keeps_finished_cases_and_remakes_missing(a_nifti_cohort, tmp_path
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary folder left behind"
 
 
+@pytest.mark.parametrize("other", [{"contrast_phase": "mixed"}, {"size_xy": 128}, None])
+def test_rerun_refuses_cases_that_other_options_made(a_nifti_cohort, other):
+    out, rows = a_nifti_cohort
+    first = out / rows[0]["path"]
+    kept_mtime = (first / "ct.nii.gz").stat().st_mtime_ns
+    overrides = {**SMALL, **other} if other else None
+    with pytest.raises(InputError, match="options") as refused:
+        generate_cohort(out, plan_cohort(3, seed=7, overrides=overrides), layout="nifti", workers=1)
+    assert str(first / "case.json") in str(refused.value) and "new folder" in str(refused.value)
+    assert (first / "ct.nii.gz").stat().st_mtime_ns == kept_mtime
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(r["case_id"] for r in rows)
+    # naming the default phase asks for the same cases
+    again = generate_cohort(out, plan_cohort(3, seed=7, overrides={**SMALL, "contrast_phase": "pulmonary"}),
+                            layout="nifti", workers=1)
+    assert [r["case_id"] for r in again] == [r["case_id"] for r in rows]
+    assert (first / "ct.nii.gz").stat().st_mtime_ns == kept_mtime
+
+
 @pytest.mark.parametrize("lost", ["masks", "train"])
 def test_rspect_rerun_keeps_finished_studies_and_remakes_missing(tmp_path, lost):
     requests = plan_cohort(3, seed=9, overrides=SMALL)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -138,6 +139,38 @@ def test_negative_override_keeps_the_patient():
     assert neg.n_emboli == 0
 
 
+def test_mixed_contrast_phase_brightens_only_the_systemic_blood_pools():
+    systemic = ("aorta_hu", "lv_hu", "la_hu", "vein_hu")
+    ratios = []
+    for seed in range(200):
+        pulmonary, mixed = plan_phantom(seed), plan_phantom(seed, contrast_phase="mixed")
+        assert plan_phantom(seed, contrast_phase="pulmonary") == pulmonary
+        assert mixed.geometry == pulmonary.geometry and mixed.n_emboli == pulmonary.n_emboli
+        assert replace(mixed.anatomy, contrast=pulmonary.anatomy.contrast) == pulmonary.anatomy
+        p, m = pulmonary.anatomy.contrast, mixed.anatomy.contrast
+        assert {k: v for k, v in asdict(m).items() if k not in systemic} == \
+            {k: v for k, v in asdict(p).items() if k not in systemic}
+        assert p.aorta_hu <= 250 and p.aorta_hu < p.pa_hu
+        assert 0.4 * m.pa_hu <= m.aorta_hu <= m.pa_hu
+        assert m.lv_hu / m.aorta_hu == pytest.approx(p.lv_hu / p.aorta_hu)
+        assert m.la_hu / m.aorta_hu == pytest.approx(p.la_hu / p.aorta_hu)
+        assert p.vein_hu <= m.vein_hu <= max(p.vein_hu, m.la_hu)
+        ratios.append(m.aorta_hu / m.pa_hu)
+    assert min(ratios) < 0.5 and max(ratios) > 0.9  # the whole range is drawn
+
+    common = {"size_xy": 96, "n_slices": 48, "spacing_mm": (2.0, 2.0, 2.5), "n_emboli": 2}
+    pulmonary, mixed = generate_phantom(8, **common), generate_phantom(8, contrast_phase="mixed", **common)
+    assert np.array_equal(pulmonary.emboli, mixed.emboli) and np.array_equal(pulmonary.arteries, mixed.arteries)
+    assert mixed.params["overrides"]["contrast_phase"] == "mixed"
+    a, b = pulmonary.ct.hu.astype(np.int32), mixed.ct.hu.astype(np.int32)
+    deep_artery = ndimage.binary_erosion(pulmonary.arteries > 0, iterations=2) & (pulmonary.emboli == 0)
+    assert np.array_equal(a[deep_artery], b[deep_artery])  # the pulmonary arteries read as before
+    changed = a != b
+    assert 0.005 < changed.mean() < 0.3
+    gain = np.median(b[changed] - a[changed])
+    assert gain > 0, "the aorta and left heart got brighter"
+
+
 def test_origin_override_is_stamped_and_the_patient_follows():
     origin = (-123.5, 456.25, 789.0)
     case = generate_phantom(3, size_xy=96, n_slices=36, spacing_mm=(2.0, 2.0, 3.0), origin_mm=origin, n_emboli=1)
@@ -183,6 +216,7 @@ def test_about_half_of_drawn_studies_are_positive_and_grids_vary():
         ({"size_xy": 4}, "size_xy"),
         ({"n_slices": 0}, "n_slices"),
         ({"slices": 40}, "unknown override"),
+        ({"contrast_phase": "venous"}, "contrast_phase"),
     ],
 )
 def test_bad_overrides_are_refused(overrides, match):

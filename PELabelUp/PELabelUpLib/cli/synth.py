@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..synthetic.anatomy import CONTRAST_PHASES
 from ..synthetic.cohort import LAYOUTS, generate_cohort, plan_cohort
 
 HELP = "generate a synthetic CTPA cohort with ground truth (NIfTI folders or the RSPECT layout)"
@@ -14,11 +15,12 @@ EPILOG = """\
 examples:
   pelabelup synth --out cohort --n 40 --seed 1
   pelabelup synth --out rspect --n 20 --layout rspect --workers 2
+  pelabelup synth --out later-bolus --n 40 --seed 1 --contrast-phase mixed
   pelabelup synth --out hybrid --n 0 --hybrid 5 --real-cta path/to/real-cta
 
 Each case is deterministic from --seed and the generator version (recorded in case.json). An interrupted
 run leaves only whole cases; running the same command again keeps them and makes the rest, and refuses a
-folder whose cases another generator version made.
+folder whose cases another generator version or other options (grid, contrast phase) made.
 """
 
 
@@ -47,6 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slices", type=int, default=None, help="slices per phantom (default: drawn)")
     p.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), default=None,
                    help="voxel spacing in mm for every phantom (default: drawn)")
+    p.add_argument("--contrast-phase", choices=CONTRAST_PHASES, default=None,
+                   help="pulmonary (default): the aorta and left heart 110-250 HU, below the pulmonary arteries; "
+                        "mixed: a later bolus, aorta 0.4-1.0 times the arteries' HU (the rest of each case as "
+                        "with pulmonary)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -59,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["n_slices"] = args.slices
     if args.spacing:
         overrides["spacing_mm"] = tuple(args.spacing)
+    if args.contrast_phase:
+        overrides["contrast_phase"] = args.contrast_phase
     if args.hybrid and args.real_cta is None:
         raise ValueError("--hybrid needs --real-cta FOLDER (the folder holding cta_crop.nii.gz)")
     if args.real_cta is not None and not (args.real_cta / "cta_crop.nii.gz").is_file():

@@ -12,7 +12,7 @@ and a dependent-density gradient, mediastinal fat) and the upper abdomen below t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,26 @@ def draw_contrast(rng: np.random.Generator) -> Contrast:
         ivc_hu=float(rng.uniform(60, 140)),
         myocardium_hu=float(rng.uniform(95, 135)),
     )
+
+
+CONTRAST_PHASES = ("pulmonary", "mixed")
+
+
+def mix_systemic_contrast(contrast: Contrast, rng: np.random.Generator) -> Contrast:
+    """The same study with its aorta, left heart and pulmonary veins 0.4-1.0 times as bright as the arteries.
+
+    :func:`draw_contrast` draws a pure pulmonary-arterial phase: the aorta 110-250 HU and always 50-130 HU below
+    the pulmonary arteries. Real CTPA series are often taken later in the bolus, when the left heart and the
+    aorta are nearly as bright as the pulmonary trunk (a real early-arterial crop: aorta about 0.9 of it). The
+    aorta is drawn from 0.4 to 1.0 times the arteries' HU; the left ventricle and atrium keep their ratio to it,
+    and the pulmonary veins, which carry the left atrium's blood, read 0.8-1.0 of the atrium (at least the
+    pure phase's value).
+    """
+    aorta = contrast.pa_hu * float(rng.uniform(0.4, 1.0))
+    scale = aorta / contrast.aorta_hu
+    la = contrast.la_hu * scale
+    return replace(contrast, aorta_hu=aorta, lv_hu=contrast.lv_hu * scale, la_hu=la,
+                   vein_hu=max(contrast.vein_hu, la * float(rng.uniform(0.8, 1.0))))
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,23 @@ def check_generator_version(record: dict[str, Any], record_path: Path) -> None:
                                       "the same seed now makes a different case; write the cohort to a new folder")
 
 
+def check_same_options(record: dict[str, Any], record_path: Path, request: CaseRequest) -> None:
+    """Refuse a finished phantom that other options made (a rerun must not mix, say, grids or contrast phases)."""
+    if request.kind != "phantom":
+        return
+    as_json = json.dumps(dict(request.overrides), default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+    wanted = _without_defaults(json.loads(as_json))  # tuples read back as lists, like the record
+    made = _without_defaults((record.get("params") or {}).get("overrides") or {})
+    if made != wanted:
+        raise InputError(record_path, f"made with the options {made or 'as drawn'}, this run asks for "
+                                      f"{wanted or 'as drawn'}: write the cohort to a new folder")
+
+
+def _without_defaults(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides less those that name the default (the pure pulmonary-arterial phase)."""
+    return {k: v for k, v in overrides.items() if not (k == "contrast_phase" and v == "pulmonary")}
+
+
 def _write_masks(case: Case, folder: Path) -> None:
     g = case.ct.geometry
     ctio.write_volume(case.emboli.astype(np.uint8), folder / "emboli.nii.gz", g)
@@ -262,6 +279,7 @@ def generate_cohort(
             continue
         record, record_path = finished[_case_id_of(request)]
         check_generator_version(record, record_path)
+        check_same_options(record, record_path, request)
         summaries[request.index] = _summary_from_record(record, request, out, layout)
         train_rows[request.index] = [] if layout == "nifti" else record["train_csv_rows"]
         if on_case_done:

@@ -3,7 +3,8 @@
 ``generate_phantom(seed, **overrides)`` is deterministic: every random draw comes from
 ``numpy.random.default_rng(seed)``, split into independent streams (case, anatomy, grid, vessels, emboli,
 texture, noise), so the same seed gives bit-identical output and, for instance, ``positive=False`` keeps the
-patient and grid of the same seed and only leaves the clots out.
+patient and grid of the same seed and only leaves the clots out. ``contrast_phase="mixed"`` draws from an eighth
+stream of its own, so it too keeps everything of the seed but the systemic blood pools' HU.
 
 Steps: draw the patient (:mod:`.anatomy`) and the grid (:mod:`.grid`); grow the pulmonary arterial and venous
 trees in the lungs (:mod:`.arteries`); rasterise the artery lumen; draw and implant emboli inside it
@@ -22,7 +23,7 @@ import numpy as np
 
 from ..geometry import Geometry
 from ..volume import CTVolume
-from .anatomy import Anatomy, draw_anatomy
+from .anatomy import CONTRAST_PHASES, Anatomy, draw_anatomy, mix_systemic_contrast
 from .arteries import (
     central_arteries,
     central_vessels,
@@ -48,7 +49,8 @@ from .types import LEVELS, ArterySite, Case
 
 log = logging.getLogger(__name__)
 
-OVERRIDES = ("size_xy", "n_slices", "spacing_mm", "direction", "origin_mm", "n_emboli", "positive")
+OVERRIDES = ("size_xy", "n_slices", "spacing_mm", "direction", "origin_mm", "n_emboli", "positive",
+             "contrast_phase")
 MAX_EMBOLI = 6
 FINE_SPACING_MM = 0.9
 _N_EMBOLI_WEIGHTS = np.array([0.3, 0.25, 0.17, 0.12, 0.09, 0.07])  # 1..6 emboli in a positive study
@@ -134,6 +136,19 @@ def _streams(seed: int) -> list[np.random.Generator]:
     return np.random.default_rng(int(seed)).spawn(7)
 
 
+def _phase_stream(seed: int) -> np.random.Generator:
+    """The eighth stream (contrast phase): spawned children do not depend on how many are spawned."""
+    return np.random.default_rng(int(seed)).spawn(8)[7]
+
+
+def _contrast_phase(anat: Anatomy, seed: int, phase: Any) -> Anatomy:
+    if phase is None or phase == "pulmonary":
+        return anat
+    if phase == "mixed":
+        return replace(anat, contrast=mix_systemic_contrast(anat.contrast, _phase_stream(seed)))
+    raise ValueError(f"contrast_phase must be one of {list(CONTRAST_PHASES)}, got {phase!r}")
+
+
 def _plan(seed: int, streams: list[np.random.Generator], overrides: dict[str, Any]) -> PhantomPlan:
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
@@ -143,7 +158,8 @@ def _plan(seed: int, streams: list[np.random.Generator], overrides: dict[str, An
     noise_sigma = float(r_case.uniform(15, 35))
     z_blur, xy_blur = float(r_case.uniform(0.45, 0.75)), float(r_case.uniform(0.4, 0.7))
     grid_keys = ("size_xy", "n_slices", "spacing_mm", "direction", "origin_mm")
-    geometry, anat, record = draw_geometry(r_grid, draw_anatomy(r_anat), **{k: overrides.get(k) for k in grid_keys})
+    anat = _contrast_phase(draw_anatomy(r_anat), seed, overrides.get("contrast_phase"))
+    geometry, anat, record = draw_geometry(r_grid, anat, **{k: overrides.get(k) for k in grid_keys})
     return PhantomPlan(int(seed), n_emboli, geometry, anat, noise_sigma, (z_blur, xy_blur, xy_blur), record)
 
 
@@ -159,7 +175,8 @@ def generate_phantom(seed: int, **overrides: Any) -> Case:
         seed: non-negative integer; the same seed gives bit-identical output.
         **overrides: any of ``size_xy`` (int or (x, y) voxels), ``n_slices``, ``spacing_mm`` (x, y, z),
             ``direction`` (9 floats, row-major, orthonormal), ``origin_mm`` (LPS; the patient is placed in
-            the field of view whatever the origin), ``n_emboli`` (0-6), ``positive`` (bool).
+            the field of view whatever the origin), ``n_emboli`` (0-6), ``positive`` (bool), ``contrast_phase``
+            (``"pulmonary"``, the default, or ``"mixed"``: :func:`~.anatomy.mix_systemic_contrast`).
 
     Returns:
         A :class:`Case`: ``ct.hu`` int16 ``(Z, Y, X)`` HU on the drawn grid (LPS), emboli label map, artery
