@@ -9,10 +9,11 @@ Cancel sends SIGTERM; the child removes what it was writing and exits with 143
 
 Everything here is plain Python (no Qt, no Slicer, no torch), so the module and the tests share it:
 :func:`build_analyze_command` makes the argument vector and environment (:func:`analysis_paths`,
-:func:`model_options` and :func:`child_environment` serve the worker's too), :class:`ProgressStream` turns stdout text into events,
-:class:`ChildPipes` reads a child's pipes, :func:`kill_if_overdue` ends one that ignores SIGTERM, :class:`AnalysisProcess` starts the child and is polled without
-blocking (from a ``qt.QTimer`` in the module), and :func:`missing_requirements` names the packages the child
-lacks, without importing them.
+:func:`model_options` and :func:`child_environment` serve the worker's too), :class:`ProgressStream` turns
+stdout text into events, :class:`ChildPipes` reads a child's pipes, :func:`kill_if_overdue` ends one that
+ignores SIGTERM, :class:`AnalysisProcess` starts the child and is polled without blocking (from a
+``qt.QTimer`` in the module), and :func:`missing_requirements` names the packages the child lacks, without
+importing them.
 """
 
 from __future__ import annotations

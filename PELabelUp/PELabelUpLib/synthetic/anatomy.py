@@ -62,6 +62,7 @@ def draw_contrast(rng: np.random.Generator) -> Contrast:
 
 
 CONTRAST_PHASES = ("pulmonary", "mixed")
+DEFAULT_CONTRAST_PHASE = CONTRAST_PHASES[0]  # what draw_contrast draws
 
 
 def mix_systemic_contrast(contrast: Contrast, rng: np.random.Generator) -> Contrast:

@@ -116,17 +116,13 @@ def check_same_options(record: dict[str, Any], record_path: Path, request: CaseR
     """Refuse a finished phantom that other options made (a rerun must not mix, say, grids or contrast phases)."""
     if request.kind != "phantom":
         return
-    as_json = json.dumps(dict(request.overrides), default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
-    wanted = _without_defaults(json.loads(as_json))  # tuples read back as lists, like the record
-    made = _without_defaults((record.get("params") or {}).get("overrides") or {})
+    from .phantom import recorded_overrides
+
+    wanted = recorded_overrides(dict(request.overrides))
+    made = recorded_overrides((record.get("params") or {}).get("overrides") or {})
     if made != wanted:
         raise InputError(record_path, f"made with the options {made or 'as drawn'}, this run asks for "
                                       f"{wanted or 'as drawn'}: write the cohort to a new folder")
-
-
-def _without_defaults(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Overrides less those that name the default (the pure pulmonary-arterial phase)."""
-    return {k: v for k, v in overrides.items() if not (k == "contrast_phase" and v == "pulmonary")}
 
 
 def _write_masks(case: Case, folder: Path) -> None:

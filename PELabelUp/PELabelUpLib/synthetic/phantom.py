@@ -23,7 +23,7 @@ import numpy as np
 
 from ..geometry import Geometry
 from ..volume import CTVolume
-from .anatomy import CONTRAST_PHASES, Anatomy, draw_anatomy, mix_systemic_contrast
+from .anatomy import CONTRAST_PHASES, DEFAULT_CONTRAST_PHASE, Anatomy, draw_anatomy, mix_systemic_contrast
 from .arteries import (
     central_arteries,
     central_vessels,
@@ -142,11 +142,18 @@ def _phase_stream(seed: int) -> np.random.Generator:
 
 
 def _contrast_phase(anat: Anatomy, seed: int, phase: Any) -> Anatomy:
-    if phase is None or phase == "pulmonary":
+    if phase is None or phase == DEFAULT_CONTRAST_PHASE:
         return anat
     if phase == "mixed":
         return replace(anat, contrast=mix_systemic_contrast(anat.contrast, _phase_stream(seed)))
     raise ValueError(f"contrast_phase must be one of {list(CONTRAST_PHASES)}, got {phase!r}")
+
+
+def recorded_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` as ``case.json`` records them (``params["overrides"]``): plain JSON values, and without a
+    ``contrast_phase`` that names the default, so two requests for the same case record the same thing."""
+    return {k: v for k, v in _jsonable(overrides).items()
+            if not (k == "contrast_phase" and v == DEFAULT_CONTRAST_PHASE)}
 
 
 def _plan(seed: int, streams: list[np.random.Generator], overrides: dict[str, Any]) -> PhantomPlan:
@@ -212,7 +219,7 @@ def generate_phantom(seed: int, **overrides: Any) -> Case:
     ct_hu = form_image(hu, geometry, r_noise, plan.noise_sigma_hu, plan.blur_sigma_vox)
     del hu
     params = {
-        "seed": int(seed), "generator": "PELabelUp phantom v1", "overrides": _jsonable(overrides),
+        "seed": int(seed), "generator": "PELabelUp phantom v1", "overrides": recorded_overrides(overrides),
         **plan.grid_record, "noise_sigma_hu": plan.noise_sigma_hu, "blur_sigma_vox_zyx": list(plan.blur_sigma_vox),
         "n_emboli_requested": plan.n_emboli, "emboli_plans": [_plan_record(p) for p in plans],
         "n_artery_branches": len(arterial.branches), "n_vein_branches": len(venous.branches),
