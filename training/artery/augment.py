@@ -1,6 +1,6 @@
 """Augmentation of artery training patches, in HU before the window; uses the artery mask only.
 
-Two anatomy-driven augmentations go beyond the usual flips and contrast jitter:
+Anatomy-driven augmentations go beyond the usual flips and contrast jitter:
 
 * **Synthetic filling defects**: a few balls of the artery lumen (whole or with a 1-voxel rim of contrast left)
   are given clot attenuation (20-90 HU). The label does not change: a clot-filled lumen is still artery
@@ -14,6 +14,9 @@ Two anatomy-driven augmentations go beyond the usual flips and contrast jitter:
 * **Bright neighbours**: enhancing structures outside the artery mask (aorta, left heart, veins, bone) are made
   brighter, so that the network cannot rely on the phantoms' rule that the pulmonary arteries are the
   brightest vessels (real CTPA often has a dense aorta and left atrium).
+* **Rotation and scaling** (:mod:`.warp`): the patch is resampled through a random affine before anything
+  else, so the network sees the phantoms' anatomy at other calibres and angles. The patch sampler applies it
+  (it needs a larger crop of the volume); the other steps act on the warped patch.
 
 Arrays are ``(Z, Y, X)`` patches: HU ``int16``/``float32`` and a 0/1 ``uint8`` label.
 """
@@ -31,8 +34,8 @@ from PELabelUpLib.preprocessing import apply_window
 
 @dataclass(frozen=True)
 class Augmentation:
-    """What is done to a training patch, in this order: defects, occlusions, bright neighbours, HU scale and shift,
-    noise, flip.
+    """What is done to a training patch, in this order: rotation and scaling, defects, occlusions, bright
+    neighbours, HU scale and shift, noise, flip.
 
     Attributes:
         flip_x_p: probability of mirroring along x (the patient's left/right); never y or z, which would put
@@ -54,6 +57,10 @@ class Augmentation:
         bright_p: probability of brightening the enhancing structures outside the artery mask.
         bright_gain: range of ``g`` in ``hu + g * (hu - bright_from_hu)`` for those voxels.
         bright_from_hu: voxels above this HU (outside the artery mask) are brightened.
+        spatial_p: probability that a patch is rotated and scaled (:func:`.warp.random_affine`).
+        rotate_deg: largest rotation about the Z, Y and X axes, degrees.
+        scale: range of the zoom (above 1 the anatomy looks larger).
+        stretch: a further zoom per axis, uniform in ``1 +- stretch``.
     """
 
     flip_x_p: float = 0.5
@@ -73,6 +80,10 @@ class Augmentation:
     bright_p: float = 0.0
     bright_gain: tuple[float, float] = (0.3, 1.5)
     bright_from_hu: float = 120.0
+    spatial_p: float = 0.0
+    rotate_deg: tuple[float, float, float] = (15.0, 10.0, 10.0)
+    scale: tuple[float, float] = (0.8, 1.25)
+    stretch: float = 0.1
 
 
 #: flips, contrast jitter and noise
@@ -81,9 +92,11 @@ LIGHT_AUGMENTATION = Augmentation()
 ANATOMY_AUGMENTATION = Augmentation(defect_p=0.5, bright_p=0.4)
 #: anatomy, plus occluded stretches of thin branches (clot with the wall's partial volume)
 OCCLUSION_AUGMENTATION = Augmentation(defect_p=0.5, bright_p=0.4, occlusion_p=0.6)
+#: occlusion, plus random rotation and scaling of two patches in three
+SPATIAL_AUGMENTATION = Augmentation(defect_p=0.5, bright_p=0.4, occlusion_p=0.6, spatial_p=0.67)
 NO_AUGMENTATION = Augmentation(flip_x_p=0.0, hu_scale=(1.0, 1.0), hu_shift=(0.0, 0.0), noise_hu=(0.0, 0.0))
 AUGMENTATIONS = {"none": NO_AUGMENTATION, "light": LIGHT_AUGMENTATION, "anatomy": ANATOMY_AUGMENTATION,
-                 "occlusion": OCCLUSION_AUGMENTATION}
+                 "occlusion": OCCLUSION_AUGMENTATION, "spatial": SPATIAL_AUGMENTATION}
 
 
 def _random_ball(voxels: np.ndarray, shape: tuple[int, ...], radius_range: tuple[float, float], margin: int,

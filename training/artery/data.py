@@ -45,6 +45,7 @@ from PELabelUpLib.preprocessing import apply_window, resample_like, resample_to_
 from training.engine.config import settings_key
 
 from .augment import LIGHT_AUGMENTATION, Augmentation, augment_and_window
+from .warp import random_affine, source_size, warp_patch
 
 log = logging.getLogger(__name__)
 
@@ -227,12 +228,15 @@ def crop_patch(array: np.ndarray, start_zyx: Sequence[int], size_zyx: Sequence[i
 
 
 def sample_patch(case: WorkingCase, patch_zyx: Sequence[int], rng: np.random.Generator, *,
-                 on_artery: bool, jitter_vox: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """One patch ``(hu int16, arteries uint8)``, both ``patch_zyx`` (Z, Y, X).
+                 on_artery: bool, jitter_vox: int = 8,
+                 matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One patch ``(hu, arteries uint8)``, both ``patch_zyx`` (Z, Y, X).
 
     ``on_artery``: centred on a random artery voxel, moved by up to ``jitter_vox`` voxels (and at most a
     quarter of the patch) per axis, so that voxel stays inside the patch; else centred anywhere in the volume.
-    Parts outside the volume are air (-1024 HU) and background.
+    Parts outside the volume are air (-1024 HU) and background. HU is ``int16`` as cached, or ``float32``
+    when ``matrix`` (output-to-source, :func:`.warp.random_affine`) resamples the patch from a larger crop
+    round the same centre (the label linearly, then from 0.5).
     """
     shape = np.asarray(case.hu.shape)
     size = np.asarray(patch_zyx)
@@ -242,8 +246,14 @@ def sample_patch(case: WorkingCase, patch_zyx: Sequence[int], rng: np.random.Gen
         centre = centre + rng.integers(-jitter, jitter + 1)
     else:
         centre = np.asarray([int(rng.integers(0, s)) for s in shape])
-    start = [int(c) for c in centre - size // 2]
-    return crop_patch(case.hu, start, size, AIR_HU), crop_patch(case.arteries, start, size, 0)
+    if matrix is None:
+        start = [int(c) for c in centre - size // 2]
+        return crop_patch(case.hu, start, size, AIR_HU), crop_patch(case.arteries, start, size, 0)
+    crop = np.asarray(source_size(matrix, patch_zyx))
+    start = [int(c) for c in centre - crop // 2]
+    hu = warp_patch(crop_patch(case.hu, start, crop, AIR_HU), matrix, patch_zyx, order=1, fill=AIR_HU)
+    label = warp_patch(crop_patch(case.arteries, start, crop, 0), matrix, patch_zyx, order=1, fill=0.0)
+    return hu, (label >= 0.5).astype(np.uint8)
 
 
 class RandomPatchDataset(Dataset):
@@ -297,7 +307,12 @@ class ArteryPatchDataset(RandomPatchDataset):
         self.augmentation = augmentation
 
     def make_item(self, case: WorkingCase, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        hu, label = sample_patch(case, self.patch_zyx, rng, on_artery=bool(rng.random() < self.centre_fraction))
+        aug = self.augmentation
+        matrix = None
+        if aug.spatial_p > 0 and rng.random() < aug.spatial_p:
+            matrix = random_affine(rng, rotate_deg=aug.rotate_deg, scale=aug.scale, stretch=aug.stretch)
+        hu, label = sample_patch(case, self.patch_zyx, rng, on_artery=bool(rng.random() < self.centre_fraction),
+                                 matrix=matrix)
         image, label = augment_and_window(hu, label, self.prep.window_hu, self.augmentation, rng)
         return {"image": torch.from_numpy(image)[None], "label": torch.from_numpy(label.astype(np.float32))[None]}
 

@@ -130,7 +130,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--augmentation", choices=tuple(AUGMENTATIONS), default="occlusion",
                    help="light: x flips, HU scale/shift, noise; anatomy: light plus synthetic filling defects in "
                         "the lumen and brighter non-arterial vessels; occlusion: anatomy plus occluded stretches "
-                        "of thin branches (see training.artery.augment); none: off")
+                        "of thin branches (see training.artery.augment); spatial: occlusion plus a random rotation "
+                        "and zoom of two patches in three (training.artery.warp); none: off")
     p.add_argument("--init-weights", type=Path,
                    help="start from this model folder's weights (fine-tuning; not with --resume)")
     p.add_argument("--channels", type=int, nargs="+", default=(16, 32, 64, 128))
