@@ -4,7 +4,7 @@ The phantoms draw their anatomy from one generator, so a network trained on them
 calibres and angles: on a real chest CTA crop the bundled model's recall halves when the image is merely
 rescaled by 10 %. A random affine per patch (a rotation, mostly in the axial plane, an isotropic zoom and a
 small stretch per axis) shows the same anatomy at other sizes and orientations.
-That alone did not bring the crop's right and left pulmonary arteries into the territory (README).
+That alone did not bring the crop's right and left pulmonary arteries into the territory (docs/findings.md).
 
 The patch is resampled from a larger crop of the working grid around the same centre, so its corners hold
 real neighbours instead of padding. Matrices act on ``(Z, Y, X)`` voxel offsets from the patch centre and
