@@ -146,6 +146,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--label-coverage", type=float, default=LABEL_COVERAGE,
                    help="a working-grid voxel is labelled artery when at least this share of it lies inside the "
                         "mask (default %(default)s; lower keeps thin branches whole, see training.artery.data)")
+    p.add_argument("--adapt-norm-patches", type=int, default=0,
+                   help="written into the metadata: at inference, re-estimate the batch-norm statistics on this "
+                        "many random 64^3 patches of each study (PELabelUpLib.models.norm_adaptation); 0 (default): "
+                        "keep the training statistics")
     p.add_argument("--version", default="1.0.0", help="model version written into the metadata")
     args = p.parse_args(argv)
     resolve_run_dir(args)
@@ -214,7 +218,8 @@ def train(args: argparse.Namespace, ctx: DistContext) -> ArteryRun:
     check_run_paths(args)
     barrier()
     precision = start_process(args, ctx)
-    prep = ArteryPreprocessing(spacing_mm=args.spacing, window_hu=args.window)
+    prep = ArteryPreprocessing(spacing_mm=args.spacing, window_hu=args.window,
+                               adapt_norm_patches=args.adapt_norm_patches)
 
     cases = [case for cohort in args.cohort for case in list_cohort_cases(cohort)]
     if args.val_cases < 0 or args.val_cases >= len(cases):

@@ -20,6 +20,7 @@ from ..geometry import Geometry
 from ..preprocessing import apply_window, crop_volume, find_chest_box, resample_like, resample_to_spacing
 from ..volume import CTVolume
 from .inference import sliding_window_probability
+from .norm_adaptation import adapt_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ class ArteryPreprocessing:
             components smaller than this fraction of the largest are dropped (bright veins, the scanner table).
             0 keeps everything.
         crop_to_body: infer only inside the body's bounding box (see :func:`artery_input`).
+        adapt_norm_patches: re-estimate the network's batch-norm statistics on this many random patches of the
+            study before inferring (:mod:`.norm_adaptation`); 0 keeps the training statistics (and is what
+            metadata without the key means).
+        adapt_norm_patch: side of those patches, voxels of the working grid.
     """
 
     spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
@@ -45,6 +50,8 @@ class ArteryPreprocessing:
     threshold: float = 0.5
     min_component_fraction: float = 0.1
     crop_to_body: bool = True
+    adapt_norm_patches: int = 0
+    adapt_norm_patch: int = 64
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> ArteryPreprocessing:
@@ -54,12 +61,15 @@ class ArteryPreprocessing:
                    roi_size=tuple(p.get("roi_size", cls.roi_size)),
                    threshold=float(p.get("threshold", cls.threshold)),
                    min_component_fraction=float(p.get("min_component_fraction", cls.min_component_fraction)),
-                   crop_to_body=bool(p.get("crop_to_body", cls.crop_to_body)))
+                   crop_to_body=bool(p.get("crop_to_body", cls.crop_to_body)),
+                   adapt_norm_patches=int(p.get("adapt_norm_patches", cls.adapt_norm_patches)),
+                   adapt_norm_patch=int(p.get("adapt_norm_patch", cls.adapt_norm_patch)))
 
     def as_metadata(self) -> dict[str, Any]:
         return {"spacing_mm": list(self.spacing_mm), "window_hu": list(self.window_hu),
                 "roi_size": list(self.roi_size), "threshold": self.threshold,
-                "min_component_fraction": self.min_component_fraction, "crop_to_body": self.crop_to_body}
+                "min_component_fraction": self.min_component_fraction, "crop_to_body": self.crop_to_body,
+                "adapt_norm_patches": self.adapt_norm_patches, "adapt_norm_patch": self.adapt_norm_patch}
 
 
 def artery_input(volume: CTVolume, prep: ArteryPreprocessing) -> tuple[np.ndarray, Geometry]:
@@ -122,12 +132,17 @@ def predict_artery_territory(volume: CTVolume, network: nn.Module, metadata: dic
                              precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Artery territory of ``volume`` on its own grid (``precision``: :mod:`~PELabelUpLib.models.inference`).
 
+    With ``preprocessing.adapt_norm_patches`` in the metadata, a copy of ``network`` with batch-norm statistics
+    re-estimated on the study runs instead (:func:`~.norm_adaptation.adapt_batchnorm`); ``network`` is unchanged.
+
     Returns:
         ``(mask, probability)``: ``uint8 (Z, Y, X)`` 0/1 and ``float32 (Z, Y, X)`` in [0, 1], both exactly on
         ``volume.geometry``.
     """
     prep = ArteryPreprocessing.from_metadata(metadata)
     image, work_geometry = artery_input(volume, prep)
+    network = adapt_batchnorm(network, image[None], patches=prep.adapt_norm_patches, patch=prep.adapt_norm_patch,
+                              device=device, precision=precision)
     prob_work = artery_probability(image, network, prep, device=device, precision=precision)
     del image
     mask, prob = territory_from_probability(prob_work, work_geometry, volume.geometry, prep)
