@@ -373,3 +373,18 @@ def test_the_bundled_model_segments_an_unseen_phantom_with_its_clots() -> None:
         clot_voxels += int((case.emboli > 0).sum())
     assert np.mean(dices) > 0.8
     assert clot_voxels > 0 and clot_inside / clot_voxels > 0.6  # clot-filled lumen stays artery territory
+
+
+def test_the_trainer_writes_the_batch_norm_adaptation_into_the_metadata(a_phantom_cohort: Path,
+                                                                        tmp_path: Path) -> None:
+    common = ["--cohort", str(a_phantom_cohort), "--cache-dir", str(tmp_path / "cache"), "--epochs", "1",
+              "--patches-per-epoch", "2", "--batch-size", "1", "--patch", "16", "16", "16", "--augmentation",
+              "none", "--channels", "4", "8", "16", "--res-units", "0", "--val-cases", "0", "--threads", "1",
+              "--progress", "off"]
+    assert parse_args(common + ["--out", str(tmp_path / "a")]).adapt_norm_patches == 0
+    out = tmp_path / "adapting"
+    run = train(parse_args(common + ["--out", str(out), "--adapt-norm-patches", "4"]), DistContext())
+    assert run.model_folder == out
+    _, metadata = load_model(out)
+    assert metadata["preprocessing"]["adapt_norm_patches"] == 4
+    assert ArteryPreprocessing.from_metadata(metadata).adapt_norm_patches == 4

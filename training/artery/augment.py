@@ -24,7 +24,7 @@ Arrays are ``(Z, Y, X)`` patches: HU ``int16``/``float32`` and a 0/1 ``uint8`` l
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -93,7 +93,7 @@ ANATOMY_AUGMENTATION = Augmentation(defect_p=0.5, bright_p=0.4)
 #: anatomy, plus occluded stretches of thin branches (clot with the wall's partial volume)
 OCCLUSION_AUGMENTATION = Augmentation(defect_p=0.5, bright_p=0.4, occlusion_p=0.6)
 #: occlusion, plus random rotation and scaling of two patches in three
-SPATIAL_AUGMENTATION = Augmentation(defect_p=0.5, bright_p=0.4, occlusion_p=0.6, spatial_p=0.67)
+SPATIAL_AUGMENTATION = replace(OCCLUSION_AUGMENTATION, spatial_p=0.67)
 NO_AUGMENTATION = Augmentation(flip_x_p=0.0, hu_scale=(1.0, 1.0), hu_shift=(0.0, 0.0), noise_hu=(0.0, 0.0))
 AUGMENTATIONS = {"none": NO_AUGMENTATION, "light": LIGHT_AUGMENTATION, "anatomy": ANATOMY_AUGMENTATION,
                  "occlusion": OCCLUSION_AUGMENTATION, "spatial": SPATIAL_AUGMENTATION}
