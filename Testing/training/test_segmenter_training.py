@@ -157,7 +157,7 @@ def test_a_tiny_segmenter_overfits_one_case_and_its_folder_predicts_it(a_clot_co
     out = tmp_path / "pelabelup-segmenter"
     args = parse_args(["--cohort", str(a_clot_cohort), "--labels", "gt", "--out", str(out),
                        "--cache-dir", str(tmp_path / "cache"), "--epochs", "3", "--patches-per-epoch", "60",
-                       "--batch-size", "2", "--patch", "16", "16", "16", "--filters", "4", "8", "16", "--lr", "2e-2",
+                       "--batch-size", "2", "--patch", "16", "16", "16", "--filters", "4", "8", "16", "--lr", "2e-2", "--cache-workers", "2",
                        "--augmentation", "none", "--val-cases", "2", "--val-patches", "1", "--progress", "off"])
     run = train(args, DistContext())
     assert run.fit.ended == "completed" and run.model_folder == out

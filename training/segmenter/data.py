@@ -21,7 +21,9 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -81,13 +83,18 @@ def _stamp(path: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def read_mask_on(path: Path, geometry: Geometry) -> np.ndarray:
-    """A mask or label map as ``bool (Z, Y, X)`` (nonzero), checked to lie on ``geometry`` (raises InputError)."""
+def read_label_on(path: Path, geometry: Geometry) -> np.ndarray:
+    """A mask or label map as it is stored, ``(Z, Y, X)``, checked to lie on ``geometry`` (raises InputError)."""
     values, mask_geometry = read_label_file(path)
     if not mask_geometry.same_grid(geometry, tol=GRID_TOLERANCE_MM):
         raise InputError(path, f"grid {mask_geometry.size} / {mask_geometry.spacing_mm} mm differs from the CT's "
                                f"{geometry.size} / {geometry.spacing_mm} mm")
-    return values != 0
+    return values
+
+
+def read_mask_on(path: Path, geometry: Geometry) -> np.ndarray:
+    """A mask or label map as ``bool (Z, Y, X)`` (nonzero), checked to lie on ``geometry`` (raises InputError)."""
+    return read_label_on(path, geometry) != 0
 
 
 def to_working_grid(case: SegmenterCase,
@@ -150,9 +157,29 @@ def _write_cache(folder: Path, arrays: dict[str, np.ndarray], geometry: Geometry
     tmp.replace(folder / "case.json")
 
 
+def _fill_cache(case: SegmenterCase, prep: SegmenterPreprocessing, cache_dir: str) -> None:
+    load_working_case(case, prep, cache_dir)
+
+
+def fill_cache(cases: Sequence[SegmenterCase], prep: SegmenterPreprocessing, cache_dir: str | Path,
+               workers: int) -> None:
+    """Make the cache entries of ``cases`` in ``workers`` processes (spawned); entries already made are kept.
+
+    Bringing a case onto the working grid is CPU work in numpy and SimpleITK (seconds a case); on a machine with
+    a GPU and many cores this is most of a training run's start.
+    """
+    if workers <= 1 or len(cases) <= 1:
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(cases)), mp_context=get_context("spawn")) as pool:
+        for future in [pool.submit(_fill_cache, case, prep, str(cache_dir)) for case in cases]:
+            future.result()
+
+
 def load_working_cases(cases: Sequence[SegmenterCase], prep: SegmenterPreprocessing, cache_dir: str | Path, *,
-                       on_case: Callable[[str], None] | None = None) -> list[WorkingCase]:
-    """:func:`load_working_case` for every case (cases with an empty territory are dropped with a warning)."""
+                       on_case: Callable[[str], None] | None = None, workers: int = 1) -> list[WorkingCase]:
+    """:func:`load_working_case` for every case (cases with an empty territory are dropped with a warning); with
+    ``workers`` > 1 the missing cache entries are made first in that many processes (:func:`fill_cache`)."""
+    fill_cache(cases, prep, cache_dir, workers)
     loaded = []
     for case in cases:
         work = load_working_case(case, prep, cache_dir)

@@ -20,6 +20,7 @@ untouched).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -39,9 +40,10 @@ from PELabelUpLib.io import load_ct
 from PELabelUpLib.labelup.pipeline import LabelUpSettings
 from PELabelUpLib.models.folder import load_model
 from PELabelUpLib.models.segmenter import predict_segmentation
+from PELabelUpLib.pseudomask import components
 from training.engine.evaluate_cli import brief_figures, evaluate_parser, finish_evaluation, start_evaluation
 
-from .data import read_mask_on
+from .data import read_label_on, read_mask_on
 from .sources import LabelSource, TerritorySource, parse_territory_source
 
 log = logging.getLogger("training.segmenter.evaluate")
@@ -64,15 +66,56 @@ def case_scores(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float]
             "emboli": found.tp + found.fn, "emboli_found": found.tp, "false_components": found.fp}
 
 
+def emboli_levels(truth_dir: Path) -> dict[int, str]:
+    """Label value -> level (``central``, ``lobar``, ...) of a phantom's emboli, from its ``case.json``; empty
+    where the case has none (real or hybrid cases without it)."""
+    record = truth_dir / "case.json"
+    if not record.is_file():
+        return {}
+    emboli = json.loads(record.read_text()).get("emboli") or []
+    return {int(e["label"]): str(e["level"]) for e in emboli if "label" in e and "level" in e}
+
+
+def found_by_level(pred: np.ndarray, truth_labels: np.ndarray, levels: dict[int, str]) -> dict[str, list[int]]:
+    """``{level: [found, total]}`` over the emboli of a label map (one value per embolus, ``levels`` naming each
+    value's level): an embolus is found when a predicted voxel lies on it."""
+    out: dict[str, list[int]] = {}
+    hit = set(np.unique(truth_labels[(pred != 0) & (truth_labels != 0)]).tolist())
+    for value, level in sorted(levels.items()):
+        if not (truth_labels == value).any():
+            continue
+        counts = out.setdefault(level, [0, 0])
+        counts[0] += int(value in hit)
+        counts[1] += 1
+    return out
+
+
+def _sum_levels(per_case: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
+    total: dict[str, list[int]] = {}
+    for case in per_case:
+        for level, (found, n) in case.get("found_by_level", {}).items():
+            counts = total.setdefault(level, [0, 0])
+            counts[0] += found
+            counts[1] += n
+    return total
+
+
 def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, Any], territory: TerritorySource, *,
                     device: str = "cpu", limit: int | None = None, as_analyzed: bool = False,
+                    min_volume_mm3: float = 0.0, operating_points: Sequence[float] = (),
                     on_case: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Scores of every case with a CT and a territory, and their summary (Dice over positive cases; false-positive
-    volume over negative ones; emboli found and false components over all, with the detection F1).
+    volume over negative ones; emboli found and false components over all, with the detection F1; emboli found by
+    level where the cases' ``case.json`` names them).
 
     Args:
         as_analyzed: keep of each mask what ``pelabelup analyze`` keeps (see the module doc).
+        min_volume_mm3: drop predicted components under this volume (after ``as_analyzed``).
+        operating_points: further probability thresholds at which the emboli found and the false components are
+            counted (``summary["operating_points"]``, for a FROC), with the same volume rule.
     """
+    if any(not 0.0 < t <= 1.0 for t in operating_points):
+        raise ValueError(f"operating points are probability thresholds in (0, 1], got {list(operating_points)}")
     if as_analyzed and territory.root is None:
         raise ValueError("--as-analyzed needs --territory pred:DIR: the analysis folders, whose result.json holds "
                          "each study's probability")
@@ -90,12 +133,22 @@ def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, 
         probability = read_study_probability(territory_path.parent) if as_analyzed else None
         if probability is not None and probability < settings.min_study_probability:
             mask = np.zeros(volume.hu.shape, dtype=np.uint8)  # analyze does not run the segmenter on such a study
+            prob = np.zeros(volume.hu.shape, dtype=np.float32)
         else:
-            mask, _ = predict_segmentation(volume, read_mask_on(territory_path, volume.geometry), network, metadata,
-                                           device=device)
+            mask, prob = predict_segmentation(volume, read_mask_on(territory_path, volume.geometry), network,
+                                              metadata, device=device)
             if probability is not None:
                 mask = segmentation_as_analyzed(mask, spacing, probability, settings)
-        scores = {"case_id": row.case_id} | case_scores(mask, read_mask_on(truth_path, volume.geometry), spacing)
+        if min_volume_mm3 > 0:
+            mask = (components(mask > 0, spacing, min_volume_mm3) > 0).astype(np.uint8)
+        truth_labels = read_label_on(truth_path, volume.geometry)
+        scores = {"case_id": row.case_id} | case_scores(mask, truth_labels, spacing)
+        levels = emboli_levels(row.truth_dir)
+        if levels:
+            scores["found_by_level"] = found_by_level(mask, truth_labels, levels)
+        if operating_points:
+            scores["operating_points"] = [_operating_point(prob >= t, truth_labels, spacing, t, min_volume_mm3)
+                                          for t in operating_points]
         scores["seconds"] = round(time.perf_counter() - started, 2)
         per_case.append(scores)
         if on_case:
@@ -111,10 +164,22 @@ def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, 
         "recall_mean": float(np.mean([c["recall"] for c in per_case if c["positive"]])) if dices.size else None,
         "negative_cases_with_fp": int(sum(v > 0 for v in negatives)),
         "negative_fp_ml_mean": float(np.mean(negatives)) if negatives else None,
-        **detection_summary(per_case), "as_analyzed": as_analyzed,
+        **detection_summary(per_case), "as_analyzed": as_analyzed, "min_volume_mm3": min_volume_mm3,
+        "found_by_level": _sum_levels(per_case),
+        "operating_points": [{"threshold": t} | detection_summary([c["operating_points"][i] for c in per_case])
+                             for i, t in enumerate(operating_points)],
         "seconds_per_case": float(np.mean([c["seconds"] for c in per_case])),
     }
     return summary | {"per_case": per_case}
+
+
+def _operating_point(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float], threshold: float,
+                     min_volume_mm3: float) -> dict[str, Any]:
+    """Emboli found and false components of ``pred`` (already thresholded at ``threshold``) after the volume rule."""
+    kept = components(pred, spacing_mm, min_volume_mm3) > 0 if min_volume_mm3 > 0 else np.asarray(pred) != 0
+    found = lesion_detection(kept, truth != 0, spacing_mm)
+    return {"threshold": threshold, "emboli": found.tp + found.fn, "emboli_found": found.tp,
+            "false_components": found.fp}
 
 
 def detection_summary(per_case: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -136,6 +201,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--as-analyzed", action="store_true",
                    help="keep what pelabelup analyze keeps: no component under 30 mm^3, nothing where the "
                         "result.json beside the --territory pred:DIR reads P(PE) < 0.5")
+    p.add_argument("--min-volume-mm3", type=float, default=0.0,
+                   help="drop predicted components under this volume (default 0: keep all)")
+    p.add_argument("--operating-points", type=float, nargs="+", default=(), metavar="T",
+                   help="also count emboli found and false components at these probability thresholds (FROC)")
     return p.parse_args(argv)
 
 
@@ -151,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         territory = parse_territory_source(args.territory)
         network, metadata = load_model(args.model, device=args.device)
         report = evaluate_cohort(args.cohort, network, metadata, territory, device=args.device, limit=args.limit,
-                                 as_analyzed=args.as_analyzed, on_case=_log_case)
+                                 as_analyzed=args.as_analyzed, min_volume_mm3=args.min_volume_mm3,
+                                 operating_points=args.operating_points, on_case=_log_case)
     except (InputError, ValueError) as exc:
         log.error("%s", exc)
         return 2

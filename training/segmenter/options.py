@@ -34,6 +34,8 @@ def add_training_arguments(p: argparse.ArgumentParser, *, epochs: int, lr: float
     p.add_argument("--territory", help="gt | pred:DIR (default: pred:DIR of the first pseudo source, else gt)")
     p.add_argument("--cache-dir", type=Path,
                    help="working-grid cache (default: <cohort>/.cache, or <run-dir>/cache without a cohort)")
+    p.add_argument("--cache-workers", type=int, default=1,
+                   help="processes that bring the cases onto the working grid when the cache lacks them")
     add_run_arguments(p, epochs=epochs, lr=lr, patches_per_epoch=64, val_cases=2)
     p.add_argument("--label-fraction", type=float, default=0.6,
                    help="share of patches centred on label voxels (the rest on the territory)")

@@ -174,7 +174,7 @@ def train(args: argparse.Namespace, ctx: DistContext, *, base: BaseModel | None 
         raise ValueError(f"--val-cases must lie in [0, {len(cases) - 1}] for {len(cases)} cases, got {args.val_cases}")
     split = len(cases) - args.val_cases
     if ctx.is_main:  # rank 0 fills the cache; the others then read it
-        load_working_cases(cases, prep, args.cache_dir)
+        load_working_cases(cases, prep, args.cache_dir, workers=args.cache_workers)
     barrier()
     train_cases = load_working_cases(cases[:split], prep, args.cache_dir)
     val_cases = load_working_cases(cases[split:], prep, args.cache_dir)
