@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from PELabelUpLib.explain import EXPLAINERS, Explainer, explainer_names, get_explainer
+from PELabelUpLib.explain import EXPLAINERS, Explainer, explainer_for_model, explainer_names, get_explainer
 from PELabelUpLib.explain.gradcam import GradCAM, GradCAMPlusPlus
 from PELabelUpLib.explain.ig import IntegratedGradients
 from PELabelUpLib.explain.normalize import normalize_heatmaps
+from PELabelUpLib.explain.registry import model_target_layers
 from PELabelUpLib.explain.smoothing import gaussian_blur
 
 
@@ -110,3 +111,19 @@ def test_blur_keeps_constant_images_and_smooths_a_spike(shape):
 def test_blur_refuses_bad_sigma():
     with pytest.raises(ValueError, match=r"sigma must be 2 non-negative voxel counts, got \(1.0, -1.0\)"):
         gaussian_blur(torch.zeros(1, 1, 8, 8), (1.0, -1.0))
+
+
+@pytest.mark.parametrize(("metadata", "expected"), [
+    ({}, None), ({"explanation": {}}, None), ({"explanation": {"target_layers": ["a.1", "b"]}}, ("a.1", "b")),
+])
+def test_a_classifier_metadata_names_its_explanation_layers(metadata, expected):
+    assert model_target_layers(metadata) == expected
+    built = explainer_for_model("gradcam", metadata)
+    assert type(built) is GradCAM and built.target_layers == expected
+    assert type(explainer_for_model("ig", metadata)) is IntegratedGradients  # no layers to name
+
+
+@pytest.mark.parametrize("layers", ["features.1", [], ["ok", ""], [3], {"a": 1}])
+def test_malformed_explanation_layers_are_refused(layers):
+    with pytest.raises(ValueError, match="explanation.target_layers"):
+        model_target_layers({"explanation": {"target_layers": layers}})

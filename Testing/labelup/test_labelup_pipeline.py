@@ -155,3 +155,23 @@ def test_candidates_under_the_minimum_volume_are_dropped(an_oblique_study):
                             settings=LabelUpSettings(min_volume_mm3=2.0 * clot_mm3))
     assert len(kept.emboli) == 1 and kept.pseudomask.any()
     assert dropped.emboli == [] and not dropped.pseudomask.any()
+
+
+def test_the_classifier_metadata_names_the_layers_the_grad_cam_family_explains(an_oblique_study):
+    volume, territory, _ = an_oblique_study
+    metadata = {"preprocessing": SliceSpec(pixel_mm=1.0, size_px=64, territory_dilation_mm=2.0).as_metadata()}
+    network = FillingDefectDetector().eval()
+    default = label_up_case(volume, None, (network, metadata), territory=territory)
+    named = label_up_case(volume, None, (network, metadata | {"explanation": {"target_layers": ["features"]}}),
+                          territory=territory)
+    np.testing.assert_array_equal(named.heatmap, default.heatmap)  # "features" is the last convolution
+    missing = metadata | {"explanation": {"target_layers": ["features.9"]}}
+    with pytest.raises(ValueError, match=r"target layer\(s\) \['features.9'\] not found"):
+        label_up_case(volume, None, (network, missing), territory=territory)
+    for explainer in ("gradcampp", "ig"):  # Grad-CAM++ takes the layers too; Integrated Gradients has none
+        settings = LabelUpSettings(explainer=explainer, max_rounds=1)
+        if explainer == "ig":
+            assert label_up_case(volume, None, (network, missing), territory=territory, settings=settings).rounds == 1
+        else:
+            with pytest.raises(ValueError, match="not found"):
+                label_up_case(volume, None, (network, missing), territory=territory, settings=settings)

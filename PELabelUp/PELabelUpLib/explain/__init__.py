@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 from .base import Explainer
-from .registry import EXPLAINERS, ExplainerSpec, explainer_names, get_explainer
+from .registry import EXPLAINERS, ExplainerSpec, explainer_for_model, explainer_names, get_explainer
 
 _LAZY = {
     "GradCAM": ".gradcam",
@@ -23,7 +23,8 @@ _LAZY = {
     "gaussian_blur": ".smoothing",
 }
 
-__all__ = ["EXPLAINERS", "Explainer", "ExplainerSpec", "explainer_names", "get_explainer", *_LAZY]
+__all__ = ["EXPLAINERS", "Explainer", "ExplainerSpec", "explainer_for_model", "explainer_names", "get_explainer",
+           *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,6 +7,7 @@ class is imported only when :func:`get_explainer` builds one.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -24,12 +25,15 @@ class ExplainerSpec:
         label: short human-readable name (combo-box text).
         description: one sentence (tooltip, ``--help``).
         target: ``"module:Class"`` relative to this package, imported lazily by :meth:`load`.
+        layered: the explainer takes ``target_layers`` (the Grad-CAM family), which a classifier's metadata
+            may name (:func:`explainer_for_model`).
     """
 
     name: str
     label: str
     description: str
     target: str
+    layered: bool = False
 
     def load(self) -> type[Explainer]:
         """Import and return the explainer class (this imports torch)."""
@@ -42,11 +46,11 @@ EXPLAINERS: MappingProxyType[str, ExplainerSpec] = MappingProxyType(
     {
         "gradcam": ExplainerSpec(
             "gradcam", "Grad-CAM", "Gradient-weighted class activation map of one or more layers.",
-            ".gradcam:GradCAM",
+            ".gradcam:GradCAM", layered=True,
         ),
         "gradcampp": ExplainerSpec(
             "gradcampp", "Grad-CAM++", "Grad-CAM with pixel-wise weighting of positive gradients.",
-            ".gradcam:GradCAMPlusPlus",
+            ".gradcam:GradCAMPlusPlus", layered=True,
         ),
         "ig": ExplainerSpec(
             "ig", "Integrated Gradients",
@@ -80,3 +84,28 @@ def get_explainer(name: str, **kwargs: Any) -> Explainer:
     if spec is None:
         raise ValueError(f"unknown explainer {name!r}; choose one of: {', '.join(EXPLAINERS)}")
     return spec.load()(**kwargs)
+
+
+def model_target_layers(metadata: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The layers a classifier's metadata names for the Grad-CAM family (``explanation.target_layers``), or
+    ``None`` when it names none (the explainer's default: the last convolution).
+
+    Raises:
+        ValueError: ``explanation.target_layers`` is not a non-empty list of layer names.
+    """
+    explanation = metadata.get("explanation") or {}
+    layers = explanation.get("target_layers") if isinstance(explanation, Mapping) else None
+    if layers is None:
+        return None
+    if (isinstance(layers, str) or not isinstance(layers, Sequence) or not layers
+            or not all(isinstance(n, str) and n for n in layers)):
+        raise ValueError(f"metadata explanation.target_layers must be a list of layer names, got {layers!r}")
+    return tuple(layers)
+
+
+def explainer_for_model(name: str, metadata: Mapping[str, Any]) -> Explainer:
+    """:func:`get_explainer` for a classifier: a layered explainer explains the layers that the classifier's
+    metadata names (:func:`model_target_layers`), chosen for that network; the others are built as they are."""
+    spec = EXPLAINERS.get(name) if isinstance(name, str) else None
+    layers = model_target_layers(metadata) if spec is not None and spec.layered else None
+    return get_explainer(name) if layers is None else get_explainer(name, target_layers=layers)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..explain.registry import DEFAULT_EXPLAINER, get_explainer
+from ..explain.registry import DEFAULT_EXPLAINER, explainer_for_model
 from ..models.artery import predict_artery_territory
 from ..models.slices import SliceSpec, build_slice_stack, replace_planes, study_probability
 from ..preprocessing import CropBox, crop_geometry, mask_box
@@ -155,7 +155,7 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
         candidates = components(candidate_clot_voxels(hu_box, territory_box_arr, spacing_mm=spacing, inner=inner,
                                                       lumen_hu=lumen_hu, wall_clear_mm=settings.wall_clear_mm),
                                 spacing, settings.min_volume_mm3)
-        explainer = get_explainer(settings.explainer)
+        explainer = explainer_for_model(settings.explainer, metadata)
         first_round = {"probs": probs, "stack": stack}
         z_box, y_box, x_box = box.slices
 
