@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The fully supervised segmenter without the artery prior, trained long on one GPU: can the emboli of the thin
-# branches be found from the image at all? On one H200 with 16 cores and N_TRAIN=72 it took about 10 minutes:
-# phantoms 1.5 min, training 4.4 min (the cache 1 min, then about 140 patches/s), evaluation over 3.5 min.
+# branches be found from the image at all? On one H200 with 16 cores it took about 10 minutes with 6 evaluation
+# processes: phantoms 1.5 min, training 4.4 min (the cache 1 min, then about 140 patches/s), evaluation over
+# 3.5 min (the largest phantoms take the longest; more processes share them out better).
 #
 #   bash training/segmenter/no_prior_upper_bound.sh [OUT]     # OUT: logs and reports (default: no-prior)
 #
-# 1. phantoms: TRAIN_SEED (96 studies, default 404) to train on, EVAL_SEED (40, default 777: the README's
-#    evaluation phantoms) to score;
+# 1. phantoms: N_TRAIN (default 72) of TRAIN_SEED (default 404) to train on, N_EVAL (40) of EVAL_SEED (default
+#    777: the README's evaluation phantoms) to score;
 # 2. their "territory": the box around both lungs grown by 5 mm (training.segmenter.lung_box), so the network
 #    may mark anything in the chest and its territory channel carries nothing;
 # 3. the segmenter trained from scratch on the true emboli masks (training.segmenter.train --labels gt), on a
 #    SPACING mm grid (default 1.0) with 96^3 patches, EPOCHS x 1024 patches (default 16) in mixed precision;
-# 4. scored on the evaluation phantoms in EVAL_PROCS processes (default 6) by training.segmenter.evaluate
+# 4. scored on the evaluation phantoms in EVAL_PROCS processes (default 8) by training.segmenter.evaluate
 #    (components from 30 mm^3, operating points for a FROC, emboli found by level), merged into OUT/summary.json.
 #
 # Needs the project's dependencies importable and a CUDA build of torch. Environment: PYTHON (default python3),
@@ -24,6 +25,7 @@ TRAIN_SEED=${TRAIN_SEED:-404}
 EVAL_SEED=${EVAL_SEED:-777}
 SPACING=${SPACING:-1.0}
 EPOCHS=${EPOCHS:-16}
+N_TRAIN=${N_TRAIN:-72}
 PATCHES=${PATCHES:-1024}
 PATCH=${PATCH:-96}
 TRAIN_TIMEOUT_S=${TRAIN_TIMEOUT_S:-360}
@@ -34,8 +36,8 @@ if [ -n "${WORK:-}" ]; then mkdir -p "$WORK"; work=$WORK; else work=$(mktemp -d)
 export PYTHONUNBUFFERED=1
 stamp() { echo "[$(date +%T)] $*"; }
 
-stamp "phantoms: --seed $TRAIN_SEED (${N_TRAIN:-96}) and --seed $EVAL_SEED (${N_EVAL:-40})"
-"$PY" -m PELabelUpLib.cli.main synth --out "$work/train" --n "${N_TRAIN:-96}" --seed "$TRAIN_SEED" --no-progress \
+stamp "phantoms: --seed $TRAIN_SEED ($N_TRAIN) and --seed $EVAL_SEED (${N_EVAL:-40})"
+"$PY" -m PELabelUpLib.cli.main synth --out "$work/train" --n "$N_TRAIN" --seed "$TRAIN_SEED" --no-progress \
     > "$OUT/synth-train.txt" 2>&1 || { tail -5 "$OUT/synth-train.txt"; exit 1; }
 "$PY" -m PELabelUpLib.cli.main synth --out "$work/eval" --n "${N_EVAL:-40}" --seed "$EVAL_SEED" --no-progress \
     > "$OUT/synth-eval.txt" 2>&1 || { tail -5 "$OUT/synth-eval.txt"; exit 1; }
@@ -59,7 +61,7 @@ fi
 cp "$work/model/metadata.json" "$OUT/model-metadata.json"
 cp "$work/model.run/epochs.csv" "$OUT/" 2>/dev/null
 
-EVAL_PROCS=${EVAL_PROCS:-6}
+EVAL_PROCS=${EVAL_PROCS:-8}
 stamp "evaluation on --seed $EVAL_SEED in $EVAL_PROCS processes"
 "$PY" - "$work/eval" "$EVAL_PROCS" <<'EOF'
 import csv, sys
