@@ -337,3 +337,28 @@ def test_component_peaks_match_scipy():
 def test_an_unknown_cohort_folder_is_refused(tmp_path):
     with pytest.raises(InputError, match="cohort.csv"):
         evaluate_cohort(tmp_path / "nowhere", tmp_path)
+
+
+def test_emboli_are_counted_by_the_level_case_json_names(a_cohort, truth_cases, tmp_path):
+    levels = {c.case_id: {e["label"]: e["level"] for e in json.loads((c.folder / "case.json").read_text())["emboli"]}
+              for c in truth_cases}
+    expected_total: dict[str, int] = {}
+    for case in truth_cases:
+        for value in np.unique(case.emboli[case.emboli > 0]):
+            expected_total[levels[case.case_id][int(value)]] = expected_total.get(levels[case.case_id][int(value)],
+                                                                                  0) + 1
+    assert sum(expected_total.values()) >= 6
+    dropped: dict[str, int] = {}
+    for case in truth_cases:  # each positive case's mask leaves out its embolus of value 1
+        if case.positive:
+            level = levels[case.case_id][1]
+            dropped[level] = dropped.get(level, 0) + 1
+        write_prediction(tmp_path, case, mask=(case.emboli > 0) & (case.emboli != 1))
+    evaluation = evaluate_cohort(a_cohort, tmp_path)
+    by_level = summarise(evaluation)["detection"]["by_level"]
+    assert by_level == {k: [n - dropped.get(k, 0), n] for k, n in sorted(expected_total.items(),
+                        key=lambda kv: ["central", "lobar", "segmental", "subsegmental"].index(kv[0]))}
+    negative = next(r for r in evaluation.cases if not r.positive)
+    assert negative.found_by_level == {}
+    written = write_report(evaluation, tmp_path / "report")
+    assert "Emboli detected by level" in written.report_md.read_text()

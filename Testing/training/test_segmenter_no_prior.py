@@ -19,7 +19,7 @@ from PELabelUpLib.io import load_ct, read_label_file
 from PELabelUpLib.models.segmenter import SegmenterPreprocessing, predict_segmentation
 from PELabelUpLib.pseudomask import components
 from training.segmenter.data import load_working_case, load_working_cases
-from training.segmenter.evaluate import emboli_levels, evaluate_cohort, found_by_level
+from training.segmenter.evaluate import emboli_levels, evaluate_cohort
 from training.segmenter.lung_box import lung_box, write_lung_boxes
 from training.segmenter.lung_box import main as lung_box_main
 from training.segmenter.sources import LabelSource, TerritorySource, resolve_cases
@@ -91,18 +91,6 @@ def test_the_cache_filled_in_worker_processes_equals_the_one_made_in_line(clots:
         assert work.geometry.same_grid(inline.geometry)
         for name in ("hu", "territory", "label"):
             np.testing.assert_array_equal(getattr(work, name), getattr(inline, name))
-
-
-def test_emboli_are_counted_by_level() -> None:
-    labels = np.zeros((1, 1, 9), np.uint8)
-    labels[0, 0, [0, 1]] = 1
-    labels[0, 0, 3] = 2
-    labels[0, 0, 5] = 3
-    labels[0, 0, 7] = 4
-    pred = np.zeros_like(labels)
-    pred[0, 0, [1, 5, 8]] = 1  # finds 1 and 3; the voxel at 8 borders 4 without lying on it
-    levels = {1: "central", 2: "segmental", 3: "segmental", 4: "subsegmental", 5: "lobar"}  # 5: not in the map
-    assert found_by_level(pred, labels, levels) == {"central": [1, 1], "segmental": [1, 2], "subsegmental": [0, 1]}
 
 
 def test_emboli_levels_come_from_the_phantoms_case_json(tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ from PELabelUpLib.analysis.run import segmentation_as_analyzed
 from PELabelUpLib.errors import InputError
 from PELabelUpLib.evaluate import dice
 from PELabelUpLib.evaluate.detection import detection_f1, lesion_detection
+from PELabelUpLib.evaluate.levels import emboli_levels as levels_from_record
+from PELabelUpLib.evaluate.levels import found_by_level, sum_levels
 from PELabelUpLib.evaluate.predictions import read_cohort, read_study_probability
 from PELabelUpLib.io import load_ct
 from PELabelUpLib.labelup.pipeline import LabelUpSettings
@@ -67,37 +69,10 @@ def case_scores(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float]
 
 
 def emboli_levels(truth_dir: Path) -> dict[int, str]:
-    """Label value -> level (``central``, ``lobar``, ...) of a phantom's emboli, from its ``case.json``; empty
-    where the case has none (real or hybrid cases without it)."""
+    """Label value -> level of a case's emboli, from its ``case.json`` (:func:`PELabelUpLib.evaluate.levels.
+    emboli_levels`); empty without one."""
     record = truth_dir / "case.json"
-    if not record.is_file():
-        return {}
-    emboli = json.loads(record.read_text()).get("emboli") or []
-    return {int(e["label"]): str(e["level"]) for e in emboli if "label" in e and "level" in e}
-
-
-def found_by_level(pred: np.ndarray, truth_labels: np.ndarray, levels: dict[int, str]) -> dict[str, list[int]]:
-    """``{level: [found, total]}`` over the emboli of a label map (one value per embolus, ``levels`` naming each
-    value's level): an embolus is found when a predicted voxel lies on it."""
-    out: dict[str, list[int]] = {}
-    hit = set(np.unique(truth_labels[(pred != 0) & (truth_labels != 0)]).tolist())
-    for value, level in sorted(levels.items()):
-        if not (truth_labels == value).any():
-            continue
-        counts = out.setdefault(level, [0, 0])
-        counts[0] += int(value in hit)
-        counts[1] += 1
-    return out
-
-
-def _sum_levels(per_case: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
-    total: dict[str, list[int]] = {}
-    for case in per_case:
-        for level, (found, n) in case.get("found_by_level", {}).items():
-            counts = total.setdefault(level, [0, 0])
-            counts[0] += found
-            counts[1] += n
-    return total
+    return levels_from_record(json.loads(record.read_text())) if record.is_file() else {}
 
 
 def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, Any], territory: TerritorySource, *,
@@ -165,7 +140,7 @@ def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, 
         "negative_cases_with_fp": int(sum(v > 0 for v in negatives)),
         "negative_fp_ml_mean": float(np.mean(negatives)) if negatives else None,
         **detection_summary(per_case), "as_analyzed": as_analyzed, "min_volume_mm3": min_volume_mm3,
-        "found_by_level": _sum_levels(per_case),
+        "found_by_level": sum_levels(c.get("found_by_level", {}) for c in per_case),
         "operating_points": [{"threshold": t} | detection_summary([c["operating_points"][i] for c in per_case])
                              for i, t in enumerate(operating_points)],
         "seconds_per_case": float(np.mean([c["seconds"] for c in per_case])),

@@ -88,13 +88,14 @@ for pid in "${pids[@]}"; do wait "$pid" || { stamp "an evaluation FAILED"; tail 
 "$PY" - "$OUT" <<'EOF'
 import json, sys
 from pathlib import Path
-sys.path[:0] = ["."]
-from training.segmenter.evaluate import detection_summary, _sum_levels
+sys.path[:0] = [".", "PELabelUp"]
+from PELabelUpLib.evaluate.levels import sum_levels
+from training.segmenter.evaluate import detection_summary
 out = Path(sys.argv[1])
 cases = [c for p in sorted(out.glob("eval-part*.json")) for c in json.loads(p.read_text())["per_case"]]
 dices = [c["dice"] for c in cases if c["positive"]]
 summary = {"cases": len(cases), "dice_mean": sum(dices) / len(dices), **detection_summary(cases),
-           "found_by_level": _sum_levels(cases),
+           "found_by_level": sum_levels(c.get("found_by_level", {}) for c in cases),
            "operating_points": [{"threshold": ops[0]["threshold"]} | detection_summary(ops)
                                 for ops in zip(*[c["operating_points"] for c in cases])]}
 (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
           f"over {plural(seg['n_cases'], 'positive study', 'positive studies')}")
     print(f"  emboli detected {det['tp']}/{det['n_emboli']}, false-positive components per scan "
           f"{det['fp_per_scan']:.2f}, F1 {det['f1']:.3f}")
+    if det.get("by_level"):
+        print("  emboli detected by level: " + ", ".join(f"{k} {f}/{n}" for k, (f, n) in det["by_level"].items()))
     if det.get("missed_outside_territory") is not None:
         print(f"  missed emboli with no voxel in the predicted territory: {det['missed_outside_territory']}/{det['fn']}")
     print(f"report: {report.report_md} (metrics: {report.metrics_json})")

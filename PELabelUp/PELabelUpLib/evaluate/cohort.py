@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import InputError
 from ._grid import label_components
 from .froc import FrocCase, froc_case
+from .levels import found_by_level
 from .overlap import dice
 from .pointing import DEFAULT_TOLERANCE_MM, pointing_hits
 from .predictions import (
@@ -66,6 +67,8 @@ class CaseResult:
         artery_dice: Dice of the predicted artery territory, ``None`` without ``arteries.nii.gz``.
         fn_outside_territory: missed emboli without a single voxel in the predicted artery territory (the
             chain looks for clot inside the territory only), ``None`` without ``arteries.nii.gz``.
+        found_by_level: ``{level: [found, total]}`` of the emboli whose level the ground truth names
+            (:func:`~.levels.found_by_level`); empty when it names none.
     """
 
     case: CohortCase
@@ -89,6 +92,7 @@ class CaseResult:
     pointing_study_hit: float | None
     artery_dice: float | None
     fn_outside_territory: int | None = None
+    found_by_level: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def case_id(self) -> str:
@@ -182,6 +186,7 @@ def evaluate_case(truth: GroundTruth, prediction: Prediction, *,
         voxel_mm3=float(np.prod(spacing_xyz)), froc=froc,
         pointing_slice_hits=int(np.nansum(slice_hits)), pointing_slices=int(positive_slices.size),
         pointing_study_hit=study_hit, artery_dice=artery_dice, fn_outside_territory=fn_outside,
+        found_by_level=found_by_level(mask, truth.emboli, truth.levels) if truth.levels else {},
     )
 
 

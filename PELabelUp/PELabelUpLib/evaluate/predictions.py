@@ -27,7 +27,7 @@ import csv
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import Geometry, grid_differences
 from ..io import read_label_file
+from .levels import emboli_levels
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class GroundTruth:
         slice_labels: ``bool (Z,)``, True where axial slice k holds an embolus (from ``case.json``).
         positive: the study label (``case.json``).
         geometry: the grid (LPS mm) of ``emboli.nii.gz``.
+        levels: label value -> level of each embolus ``case.json`` names one for (:mod:`.levels`; may be empty).
     """
 
     case: CohortCase
@@ -81,6 +83,7 @@ class GroundTruth:
     slice_labels: np.ndarray
     positive: bool
     geometry: Geometry
+    levels: dict[int, str] = field(default_factory=dict)
 
     def arteries(self) -> np.ndarray:
         """``bool (Z, Y, X)`` artery mask (read on demand: only artery Dice needs it)."""
@@ -187,7 +190,7 @@ def read_ground_truth(case: CohortCase) -> GroundTruth:
     if not isinstance(positive, bool | int):
         raise InputError(record_path, f"positive must be true or false, got {positive!r}")
     return GroundTruth(case=case, emboli=emboli, slice_labels=np.asarray(labels, dtype=bool),
-                       positive=bool(positive), geometry=geometry)
+                       positive=bool(positive), geometry=geometry, levels=emboli_levels(record))
 
 
 def read_prediction(folder: str | Path, truth: GroundTruth, *, mask: MaskChoice = "pseudomask") -> Prediction:

@@ -39,6 +39,9 @@ def summary_rows(m: dict[str, Any]) -> list[list[Any]]:
         ["False-positive components per scan", fmt(det["fp_per_scan"]), f"{det['fp']} in {plural(det['n_scans'], 'scan')}"],
         ["Detection F1 (pooled)", fmt(det["f1"]), f"TP {det['tp']}, FP {det['fp']}, FN {det['fn']}"],
     ]
+    if det.get("by_level"):
+        rows.append(["Emboli detected by level", ", ".join(f"{k} {f}/{n}" for k, (f, n) in det["by_level"].items()),
+                     "where case.json names each embolus's level"])
     if det.get("missed_outside_territory") is not None:
         rows.append(["Missed emboli outside the predicted territory", str(det["missed_outside_territory"]),
                      f"of {det['fn']} missed: no voxel in arteries.nii.gz, where the chain looks for clot"])
@@ -87,6 +90,8 @@ DEFINITIONS = """\
 - **Pointing accuracy**: on each slice (or volume) holding an embolus, the heatmap's maximum is a hit when it
   lies within the tolerance (mm, in-plane for slices) of a reference voxel.
 - **Artery territory Dice**: Dice of `arteries.nii.gz` of the prediction against the reference arteries.
+- **Emboli detected by level**: the emboli whose arterial level (central, lobar, segmental, subsegmental)
+  the ground truth's `case.json` names, detected (a predicted voxel on the embolus) of all at that level.
 - **Missed emboli outside the predicted territory**: missed emboli with no voxel in `arteries.nii.gz`; the
   chain looks for clot inside the territory only, so these are lost to the artery model.
 """

@@ -13,6 +13,7 @@ import numpy as np
 from .cohort import CaseResult, CohortEvaluation
 from .detection import detection_f1
 from .froc import FrocCurve, froc, sensitivity_at_fp
+from .levels import sum_levels
 from .roc import RocCurve, roc_auc, roc_curve
 
 FP_RATES_PER_SCAN = (0.5, 1.0, 2.0, 4.0)
@@ -80,6 +81,7 @@ def case_rows(evaluation: CohortEvaluation) -> list[dict[str, Any]]:
             "pointing_study_hit": c.pointing_study_hit,
             "artery_dice": c.artery_dice,
             "fn_outside_territory": c.fn_outside_territory,
+            "found_by_level": c.found_by_level or None,
         })
     return rows
 
@@ -130,6 +132,8 @@ def _detection(cases: tuple[CaseResult, ...], notes: list[str]) -> dict[str, Any
         "f1": detection_f1(tp, fp, fn),
         # missed emboli with no voxel in the predicted territory (cases with arteries.nii.gz only)
         "missed_outside_territory": sum(outside) if outside else None,
+        # {level: [found, total]} where the ground truth names the emboli's levels (phantoms)
+        "by_level": sum_levels(c.found_by_level for c in cases) or None,
     }
 
 
