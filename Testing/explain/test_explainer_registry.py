@@ -127,3 +127,12 @@ def test_a_classifier_metadata_names_its_explanation_layers(metadata, expected):
 def test_malformed_explanation_layers_are_refused(layers):
     with pytest.raises(ValueError, match="explanation.target_layers"):
         model_target_layers({"explanation": {"target_layers": layers}})
+
+
+def test_an_explainer_may_have_layers_of_its_own():
+    metadata = {"explanation": {"target_layers": ["a", "b"], "gradcampp": {"target_layers": ["a"]}}}
+    assert model_target_layers(metadata, "gradcampp") == ("a",)
+    assert model_target_layers(metadata, "gradcam") == model_target_layers(metadata) == ("a", "b")
+    assert explainer_for_model("gradcampp", metadata).target_layers == ("a",)
+    assert explainer_for_model("gradcam", metadata).target_layers == ("a", "b")
+    assert model_target_layers({"explanation": {"gradcampp": {"target_layers": ["a"]}}}, "gradcam") is None

@@ -64,7 +64,15 @@ def test_the_chosen_layers_are_recorded_and_read_back(clots: Path, classifier: P
     assert metadata["explanation"] == {"target_layers": ["features.1.5", "features.3.3"]}
     assert explainer_for_model("gradcam", metadata).target_layers == ("features.1.5", "features.3.3")
     assert (classifier / "model.pt").read_bytes() == weights
-    assert main(["--model", str(classifier), "--cohort", str(clots), "--limit", "1", "--write", "default"]) == 0
+    assert main(["--model", str(classifier), "--cohort", str(clots), "--limit", "1", "--explainer", "gradcampp",
+                 "--layers", "features.1.5", "--write", "features.1.5"]) == 0
+    _, metadata = load_model(classifier)
+    assert metadata["explanation"] == {"target_layers": ["features.1.5", "features.3.3"],
+                                       "gradcampp": {"target_layers": ["features.1.5"]}}
+    assert explainer_for_model("gradcampp", metadata).target_layers == ("features.1.5",)
+    for explainer in ("gradcampp", "gradcam"):
+        assert main(["--model", str(classifier), "--cohort", str(clots), "--limit", "1", "--explainer", explainer,
+                     "--write", "default"]) == 0
     assert "explanation" not in json.loads((classifier / "metadata.json").read_text())
     assert main(["--model", str(classifier), "--cohort", str(clots), "--layers", "a,,b"]) == 2
     assert main(["--model", str(classifier), "--cohort", str(clots), "--territory", "pred:nowhere"]) == 2

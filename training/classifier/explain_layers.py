@@ -14,7 +14,9 @@ prediction folders with ``arteries.nii.gz``; ``gt``: the cohort's artery masks):
 Each ``--layers`` entry is one candidate: ``default`` (the last convolution) or comma-separated layer names (the
 maps of several layers are averaged). Prints the pointing (a hit: the slice's hottest pixel within 5 mm of an
 embolus; :func:`~PELabelUpLib.evaluate.pointing.pointing_hits`) over every positive axial slice, per candidate;
-``--write CANDIDATE`` records that candidate in the model folder's metadata (weights untouched).
+``--write CANDIDATE`` records that candidate in the model folder's metadata (weights untouched): for Grad-CAM as
+``explanation.target_layers`` (every Grad-CAM-family explainer's default), for ``--explainer gradcampp`` as
+``explanation.gradcampp.target_layers``.
 """
 
 from __future__ import annotations
@@ -97,15 +99,23 @@ def slice_pointing(cohort: str | Path, network: nn.Module, metadata: dict[str, A
             for c, h in zip(candidates, hits, strict=True)]
 
 
-def record_layers(model_dir: str | Path, layers: tuple[str, ...] | None) -> None:
-    """Write ``explanation.target_layers`` into a model folder's metadata (``None``: remove it)."""
+def record_layers(model_dir: str | Path, layers: tuple[str, ...] | None, explainer: str = "gradcam") -> None:
+    """Write the layers into a model folder's metadata (``None``: remove them): for Grad-CAM as
+    ``explanation.target_layers``, which every layered explainer reads unless it has its own; for another
+    explainer as ``explanation.<explainer>.target_layers``."""
     folder = read_model_folder(model_dir)
     metadata = dict(folder.metadata)
     explanation = dict(metadata.get("explanation") or {})
+    target = explanation if explainer == "gradcam" else dict(explanation.get(explainer) or {})
     if layers is None:
-        explanation.pop("target_layers", None)
+        target.pop("target_layers", None)
     else:
-        explanation["target_layers"] = list(layers)
+        target["target_layers"] = list(layers)
+    if explainer != "gradcam":
+        if target:
+            explanation[explainer] = target
+        else:
+            explanation.pop(explainer, None)
     if explanation:
         metadata["explanation"] = explanation
     else:
@@ -148,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     if args.write:
-        record_layers(args.model, chosen)
+        record_layers(args.model, chosen, args.explainer)
         log.info("explanation layers %s recorded in %s", args.write, Path(args.model) / METADATA_FILE)
     return 0
 

@@ -87,15 +87,23 @@ def get_explainer(name: str, **kwargs: Any) -> Explainer:
     return spec.load()(**kwargs)
 
 
-def model_target_layers(metadata: Mapping[str, Any]) -> tuple[str, ...] | None:
-    """The layers a classifier's metadata names for the Grad-CAM family (``explanation.target_layers``), or
-    ``None`` when it names none (the explainer's default: the last convolution).
+def model_target_layers(metadata: Mapping[str, Any], explainer: str | None = None) -> tuple[str, ...] | None:
+    """The layers a classifier's metadata names for the Grad-CAM family, or ``None`` when it names none (the
+    explainer's default: the last convolution).
+
+    ``explanation.<explainer>.target_layers`` (e.g. ``explanation.gradcampp``) where ``explainer`` is given and
+    the metadata has it, else ``explanation.target_layers`` (every layered explainer).
 
     Raises:
-        ValueError: ``explanation.target_layers`` is not a non-empty list of layer names.
+        ValueError: the layers named are not a non-empty list of layer names.
     """
     explanation = metadata.get("explanation") or {}
-    layers = explanation.get("target_layers") if isinstance(explanation, Mapping) else None
+    if not isinstance(explanation, Mapping):
+        return None
+    own = explanation.get(explainer) if explainer else None
+    layers = own.get("target_layers") if isinstance(own, Mapping) else None
+    if layers is None:
+        layers = explanation.get("target_layers")
     if layers is None:
         return None
     if (isinstance(layers, str) or not isinstance(layers, Sequence) or not layers
@@ -106,7 +114,8 @@ def model_target_layers(metadata: Mapping[str, Any]) -> tuple[str, ...] | None:
 
 def explainer_for_model(name: str, metadata: Mapping[str, Any]) -> Explainer:
     """:func:`get_explainer` for a classifier: a layered explainer explains the layers that the classifier's
-    metadata names (:func:`model_target_layers`), chosen for that network; the others are built as they are."""
+    metadata names for it (:func:`model_target_layers`), chosen for that network; the others are built as they
+    are."""
     spec = EXPLAINERS.get(name) if isinstance(name, str) else None
-    layers = model_target_layers(metadata) if spec is not None and spec.layered else None
+    layers = model_target_layers(metadata, name) if spec is not None and spec.layered else None
     return get_explainer(name) if layers is None else get_explainer(name, target_layers=layers)
