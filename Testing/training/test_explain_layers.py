@@ -28,7 +28,11 @@ def classifier(tmp_path: Path) -> Path:
     bundled = bundled_models_dir()
     if bundled is None or not (bundled / "pelabelup-classifier").is_dir():
         pytest.skip("no bundled classifier in this checkout")
-    return Path(shutil.copytree(bundled / "pelabelup-classifier", tmp_path / "classifier"))
+    folder = Path(shutil.copytree(bundled / "pelabelup-classifier", tmp_path / "classifier"))
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata.pop("explanation", None)  # start from a classifier that names no layers
+    (folder / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return folder
 
 
 def test_candidates_parse() -> None:
