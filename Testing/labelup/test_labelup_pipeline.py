@@ -92,6 +92,7 @@ def test_chain_finds_the_clot_on_the_input_grid(an_oblique_study, tmp_path):
         assert Geometry.from_sitk(image).same_grid(volume.geometry, tol=1e-4), name
     record = json.loads((out / "result.json").read_text())
     assert len(record["slice_probabilities"]) == 24
+    assert record["iexplain"]["explanation_layers"] is None  # the metadata names none: the last convolution
     assert record["emboli"][0]["source"] == "pseudomask"
     with pytest.raises(FileExistsError):
         write_labelup_outputs(tmp_path / "case", result, volume, settings)
@@ -165,6 +166,7 @@ def test_the_classifier_metadata_names_the_layers_the_grad_cam_family_explains(a
     named = label_up_case(volume, None, (network, metadata | {"explanation": {"target_layers": ["features"]}}),
                           territory=territory)
     np.testing.assert_array_equal(named.heatmap, default.heatmap)  # "features" is the last convolution
+    assert named.explanation_layers == ["features"] and default.explanation_layers is None
     missing = metadata | {"explanation": {"target_layers": ["features.9"]}}
     with pytest.raises(ValueError, match=r"target layer\(s\) \['features.9'\] not found"):
         label_up_case(volume, None, (network, missing), territory=territory)

@@ -7,7 +7,9 @@ Every output lies on the input's exact grid (see :mod:`.outputs`). ``result.json
 ``slice_probabilities`` (one per axial slice k of the input grid), ``emboli`` (per connected component:
 ``voxels``, ``volume_mm3``, ``centroid_ijk`` (continuous index, (i, j, k) = (x, y, z)), ``centroid_lps_mm``
 (LPS world, mm), ``peak_heat``, ``source``), the models (name, version, sha256), the device (with the dtype
-each kind of network ran in: ``device.precision``), the settings and ``timings_s`` per stage.
+each kind of network ran in: ``device.precision``), the settings, ``iexplain`` (rounds, why they stopped, and the
+classifier layers the heatmap explains: ``explanation_layers``, ``null`` for the last convolution) and
+``timings_s`` per stage.
 """
 
 from __future__ import annotations

@@ -88,6 +88,9 @@ class LabelUpResult:
     rounds: int
     stop_reason: str
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: the classifier layers the Grad-CAM family explained (from its metadata); ``None``: the explainer's
+    #: default (the last convolution), or an explainer without layers
+    explanation_layers: list[str] | None = None
 
 
 def _noop(stage: str, fraction: float, message: str) -> None:
@@ -143,6 +146,7 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
     pseudomask = np.zeros(volume.hu.shape, dtype=np.uint8)
     emboli: list[dict[str, Any]] = []
     rounds, stop_reason = 0, "no_candidates"
+    explanation_layers = None
     # the box's margin must hold the opacified voxels that decide the wall rule
     margin = 2 if settings.wall_clear_mm is None else max(2, int(np.ceil(settings.wall_clear_mm / min(spacing))) + 1)
     box = mask_box(territory, margin_voxels=margin)
@@ -156,6 +160,8 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
                                                       lumen_hu=lumen_hu, wall_clear_mm=settings.wall_clear_mm),
                                 spacing, settings.min_volume_mm3)
         explainer = explainer_for_model(settings.explainer, metadata)
+        layers = getattr(explainer, "target_layers", None)
+        explanation_layers = list(layers) if layers else None
         first_round = {"probs": probs, "stack": stack}
         z_box, y_box, x_box = box.slices
 
@@ -194,7 +200,7 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
     progress("pseudomask", 0.95, f"{emboli_count(len(emboli))} found")
     return LabelUpResult(territory=territory, slice_probabilities=probs, study_probability=study_p,
                          heatmap=heatmap, pseudomask=pseudomask, emboli=emboli, rounds=rounds,
-                         stop_reason=stop_reason, timings_s=timings)
+                         stop_reason=stop_reason, timings_s=timings, explanation_layers=explanation_layers)
 
 
 def _shift_ijk(emboli: list[dict[str, Any]], box: CropBox) -> list[dict[str, Any]]:
