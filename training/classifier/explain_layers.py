@@ -38,9 +38,11 @@ from PELabelUpLib.evaluate.predictions import read_cohort
 from PELabelUpLib.explain.registry import EXPLAINERS, get_explainer
 from PELabelUpLib.io import load_ct, read_label_file
 from PELabelUpLib.labelup.pipeline import LabelUpSettings
-from PELabelUpLib.labelup.slices import classify_slices, explain_slices
+from PELabelUpLib.labelup.slices import classify_slices, slice_heat
 from PELabelUpLib.models.folder import METADATA_FILE, load_model, read_model_folder
 from PELabelUpLib.models.slices import SliceSpec, build_slice_stack
+from training.engine.evaluate_cli import rewrite_metadata
+from training.segmenter.data import read_mask_on
 from training.segmenter.sources import TerritorySource, parse_territory_source
 
 log = logging.getLogger("training.classifier.explain_layers")
@@ -80,15 +82,13 @@ def slice_pointing(cohort: str | Path, network: nn.Module, metadata: dict[str, A
             continue
         studies += 1
         volume = load_ct(row.ct_path)
-        territory_mask, _ = read_label_file(territory_path)
-        if territory_mask.shape != volume.hu.shape:
-            raise InputError(territory_path, f"shape {territory_mask.shape} differs from the CT's {volume.hu.shape}")
-        stack = build_slice_stack(volume.hu, territory_mask, volume.geometry.spacing_mm, spec)
+        stack = build_slice_stack(volume.hu, read_mask_on(territory_path, volume.geometry),
+                                  volume.geometry.spacing_mm, spec)
         probs = classify_slices(stack, network, spec, device=device)
-        ks = np.flatnonzero(probs >= settings.explain_min_probability)
         for i, chosen in enumerate(explainers):
-            maps = explain_slices(stack, network, spec, chosen, ks, device=device) * probs[:, None, None]
-            heat = stack.frame.to_volume(maps)
+            heat = slice_heat(stack, network, spec, chosen, probs, settings.explain_min_probability, device=device)
+            if heat is None:
+                heat = np.zeros(volume.hu.shape, dtype=np.float32)
             hits[i].extend(pointing_hits((heat[k] for k in positive), (truth[k] for k in positive),
                                          spacing_mm=volume.geometry.spacing_mm[:2]).tolist())
         log.info("%s: %d positive slices", row.case_id, positive.size)
@@ -103,8 +103,7 @@ def record_layers(model_dir: str | Path, layers: tuple[str, ...] | None, explain
     """Write the layers into a model folder's metadata (``None``: remove them): for Grad-CAM as
     ``explanation.target_layers``, which every layered explainer reads unless it has its own; for another
     explainer as ``explanation.<explainer>.target_layers``."""
-    folder = read_model_folder(model_dir)
-    metadata = dict(folder.metadata)
+    metadata = dict(read_model_folder(model_dir).metadata)
     explanation = dict(metadata.get("explanation") or {})
     target = explanation if explainer == "gradcam" else dict(explanation.get(explainer) or {})
     if layers is None:
@@ -120,10 +119,7 @@ def record_layers(model_dir: str | Path, layers: tuple[str, ...] | None, explain
         metadata["explanation"] = explanation
     else:
         metadata.pop("explanation", None)
-    path = folder.path / METADATA_FILE
-    tmp = path.with_name(f".{METADATA_FILE}.tmp")
-    tmp.write_text(json.dumps(metadata, indent=2) + "\n")
-    tmp.replace(path)
+    rewrite_metadata(model_dir, metadata)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,14 +49,19 @@ def record_metrics(model_dir: str | Path, metrics: dict[str, Any]) -> dict[str, 
 
     Returns the new metadata. The weights file and its recorded sha256 are not touched.
     """
-    folder = read_model_folder(model_dir)
-    metadata = dict(folder.metadata)
+    metadata = dict(read_model_folder(model_dir).metadata)
     metadata["metrics"] = dict(metadata.get("metrics") or {}) | metrics
-    path = folder.path / METADATA_FILE
+    rewrite_metadata(model_dir, metadata)
+    return metadata
+
+
+def rewrite_metadata(model_dir: str | Path, metadata: dict[str, Any]) -> None:
+    """Replace a model folder's ``metadata.json`` with ``metadata`` (atomic; the weights and their recorded
+    sha256 are not touched)."""
+    path = read_model_folder(model_dir).path / METADATA_FILE
     tmp = path.with_name(f".{METADATA_FILE}.tmp")
     tmp.write_text(json.dumps(metadata, indent=2) + "\n")
     tmp.replace(path)
-    return metadata
 
 
 def finish_evaluation(args: argparse.Namespace, report: dict[str, Any], metrics: dict[str, Any]) -> None:

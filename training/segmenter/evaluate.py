@@ -114,8 +114,7 @@ def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, 
                                               metadata, device=device)
             if probability is not None:
                 mask = segmentation_as_analyzed(mask, spacing, probability, settings)
-        if min_volume_mm3 > 0:
-            mask = (components(mask > 0, spacing, min_volume_mm3) > 0).astype(np.uint8)
+        mask = _drop_small(mask, spacing, min_volume_mm3)
         truth_labels = read_label_on(truth_path, volume.geometry)
         scores = {"case_id": row.case_id} | case_scores(mask, truth_labels, spacing)
         levels = emboli_levels(row.truth_dir)
@@ -148,11 +147,17 @@ def evaluate_cohort(cohort: str | Path, network: nn.Module, metadata: dict[str, 
     return summary | {"per_case": per_case}
 
 
+def _drop_small(mask: np.ndarray, spacing_mm: Sequence[float], min_volume_mm3: float) -> np.ndarray:
+    """``mask`` (nonzero = predicted) as ``uint8`` 0/1 without components under ``min_volume_mm3`` (0: all kept)."""
+    if min_volume_mm3 <= 0:
+        return (np.asarray(mask) != 0).astype(np.uint8)
+    return (components(np.asarray(mask) != 0, spacing_mm, min_volume_mm3) > 0).astype(np.uint8)
+
+
 def _operating_point(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float], threshold: float,
                      min_volume_mm3: float) -> dict[str, Any]:
     """Emboli found and false components of ``pred`` (already thresholded at ``threshold``) after the volume rule."""
-    kept = components(pred, spacing_mm, min_volume_mm3) > 0 if min_volume_mm3 > 0 else np.asarray(pred) != 0
-    found = lesion_detection(kept, truth != 0, spacing_mm)
+    found = lesion_detection(_drop_small(pred, spacing_mm, min_volume_mm3), truth != 0, spacing_mm)
     return {"threshold": threshold, "emboli": found.tp + found.fn, "emboli_found": found.tp,
             "false_components": found.fp}
 

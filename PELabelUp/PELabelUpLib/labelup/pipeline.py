@@ -33,7 +33,7 @@ from ..pseudomask import (
     lumen_median_hu,
 )
 from ..volume import CTVolume
-from .slices import classify_slices, explain_slices
+from .slices import classify_slices, slice_heat
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +175,9 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
                 round_stack = replace_planes(stack, planes, int(z_box.start or 0), spec)
                 round_probs = classify_slices(round_stack, network, spec, device=device,
                                               precision=settings.precision)
-            ks = np.flatnonzero(round_probs >= settings.explain_min_probability)
-            if ks.size == 0:
-                return np.zeros(box.shape_zyx, dtype=np.float32)
-            maps = explain_slices(round_stack, network, spec, explainer, ks, device=device)
-            maps *= round_probs[:, None, None]
-            return round_stack.frame.to_volume(maps)[box.slices]
+            heat = slice_heat(round_stack, network, spec, explainer, round_probs, settings.explain_min_probability,
+                              device=device)
+            return np.zeros(box.shape_zyx, dtype=np.float32) if heat is None else heat[box.slices]
 
         positive = study_p >= settings.min_study_probability
         # a study read as negative keeps its first round's heatmap only: further rounds would find masks it drops

@@ -44,3 +44,16 @@ def explain_slices(stack: SliceStack, network: nn.Module, spec: SliceSpec, expla
         x = torch.from_numpy(stack.batch(chunk, spec.context)).to(device)
         maps[chunk] = explainer(network, x).detach().float().cpu().numpy()
     return maps
+
+
+def slice_heat(stack: SliceStack, network: nn.Module, spec: SliceSpec, explainer: Explainer, probs: np.ndarray,
+               min_probability: float, *, device: str | torch.device = "cpu") -> np.ndarray | None:
+    """The heat of one explanation round, ``float32 (Z, Y, X)`` on the input grid: every slice whose PE
+    probability (``probs``) reaches ``min_probability`` explained, its map times that probability; 0 elsewhere.
+    ``None`` when no slice reaches it (nothing to explain)."""
+    ks = np.flatnonzero(probs >= min_probability)
+    if ks.size == 0:
+        return None
+    maps = explain_slices(stack, network, spec, explainer, ks, device=device)
+    maps *= probs[:, None, None]
+    return stack.frame.to_volume(maps)
