@@ -156,7 +156,8 @@ def test_undefined_figures_are_null_with_a_reason(a_cohort, truth_cases, mixed_p
     assert metrics["study"]["auc"] is None
     assert metrics["study"]["roc"] is None
     assert metrics["inputs"]["missing"] == [truth_cases[3].case_id]
-    assert any(note.startswith("study AUC undefined") for note in metrics["notes"])
+    study_notes = [note for note in metrics["notes"] if note.startswith("study AUC undefined")]
+    assert len(study_notes) == 1 and study_notes[0].endswith(" 0 negative studies (both classes are needed)")
     assert "| Study AUC (pe_probability) | n/a |" in report.report_md.read_text()
     assert_png_picture(report.folder / "roc.png")
     assert metrics["case_panels"] == []

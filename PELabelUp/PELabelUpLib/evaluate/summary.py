@@ -91,8 +91,9 @@ def _roc_block(name: str, labels: Any, scores: Any, notes: list[str]) -> dict[st
     block: dict[str, Any] = {"auc": None, "n_positive": int(y.sum()), "n_negative": int((~y).sum()), "roc": None}
     curve = roc_of(y, scores)
     if curve is None:
+        plural = "studies" if name == "study" else f"{name}s"
         notes.append(f"{name} AUC undefined: {block['n_positive']} positive and {block['n_negative']} negative "
-                     f"{name}s (both classes are needed)")
+                     f"{plural} (both classes are needed)")
         return block
     block["auc"] = roc_auc(y, np.asarray(scores, dtype=float))
     block["roc"] = {"fpr": _floats(curve.fpr), "tpr": _floats(curve.tpr), "thresholds": _floats(curve.thresholds)}
