@@ -195,7 +195,7 @@ def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: 
         try:
             volume, load_seconds = read_input(path, scaled)
             timings = {"models": model_seconds if position == share.index(todo[0]) else 0.0, "load": load_seconds}
-            analyze_volume(volume, target, models=models, device=torch_device, settings=settings, progress=scaled,
+            analyze_volume(volume.ct, target, models=models, device=torch_device, settings=settings, progress=scaled,
                            timings_s=timings, extra={"batch": {"rank": rank, "world_size": world_size,
                                                               "name": name}})
         except INPUT_ERRORS as exc:  # this input fails, the batch goes on

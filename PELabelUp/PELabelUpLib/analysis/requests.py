@@ -20,17 +20,26 @@ class Request:
     input: Path
     out: Path
     id: str
+    #: a pulmonary-artery mask used as the territory instead of the artery model's, and its label in a label map
+    arteries: Path | None = None
+    arteries_label: int | None = None
 
     def to_json(self) -> str:
         """The request as one line of the protocol (no trailing newline)."""
-        return json.dumps({"input": str(self.input), "out": str(self.out), "id": self.id}, ensure_ascii=False)
+        record: dict[str, object] = {"input": str(self.input), "out": str(self.out), "id": self.id}
+        if self.arteries is not None:
+            record["arteries"] = str(self.arteries)
+        if self.arteries_label is not None:
+            record["arteries_label"] = self.arteries_label
+        return json.dumps(record, ensure_ascii=False)
 
 
 def parse_request(line: str) -> Request:
     """Read one request line.
 
     Raises:
-        ValueError: not a JSON object with text ``input`` and ``out`` (and, if given, text ``id``).
+        ValueError: not a JSON object with text ``input`` and ``out`` (and, if given, text ``id`` and
+            ``arteries``, a positive whole ``arteries_label``).
     """
     try:
         record = json.loads(line)
@@ -45,4 +54,11 @@ def parse_request(line: str) -> Request:
     request_id = record.get("id", out.name)
     if not isinstance(request_id, str) or not request_id:
         raise ValueError(f"request 'id' must be non-empty text, got {request_id!r}")
-    return Request(input=Path(record["input"]), out=out, id=request_id)
+    arteries = record.get("arteries")
+    if arteries is not None and (not isinstance(arteries, str) or not arteries.strip()):
+        raise ValueError(f"request 'arteries' must be a non-empty path, got {arteries!r}")
+    label = record.get("arteries_label")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int) or label < 1):
+        raise ValueError(f"request 'arteries_label' must be a whole number from 1, got {label!r}")
+    return Request(input=Path(record["input"]), out=out, id=request_id,
+                   arteries=None if arteries is None else Path(arteries), arteries_label=label)

@@ -8,8 +8,9 @@ Every output lies on the input's exact grid (see :mod:`.outputs`). ``result.json
 ``voxels``, ``volume_mm3``, ``centroid_ijk`` (continuous index, (i, j, k) = (x, y, z)), ``centroid_lps_mm``
 (LPS world, mm), ``peak_heat``, ``source``), the models (name, version, sha256), the device (with the dtype
 each kind of network ran in: ``device.precision``), the settings, ``iexplain`` (rounds, why they stopped, and the
-classifier layers the heatmap explains: ``explanation_layers``, ``null`` for the last convolution) and
-``timings_s`` per stage.
+classifier layers the heatmap explains: ``explanation_layers``, ``null`` for the last convolution),
+``territory`` (where the artery territory came from: ``{"source": "model"}``, or a given mask's file, sha256,
+label and size, see :mod:`.territory`) and ``timings_s`` per stage.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from .device import describe_device, resolve_device
 from .model_set import AnalysisModels, load_analysis_models
 from .outputs import OUTPUT_FILES, check_output_free, write_analysis_outputs
 from .progress import Progress, ScaledProgress
+from .territory import GivenTerritory, read_territory
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,8 @@ def segmentation_as_analyzed(mask: np.ndarray, spacing_mm: Sequence[float], stud
 
 def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisModels, device: torch.device,
                    settings: LabelUpSettings, progress: Progress | None = None,
-                   timings_s: dict[str, float] | None = None, extra: dict[str, Any] | None = None) -> Path:
+                   timings_s: dict[str, float] | None = None, extra: dict[str, Any] | None = None,
+                   territory: GivenTerritory | None = None) -> Path:
     """Run the chain (and the segmenter) on a loaded CT and write the output folder ``out_dir``.
 
     Args:
@@ -97,6 +100,8 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
         progress: ``progress(stage, fraction, message)``; this call reports 0.10 .. 1.0.
         timings_s: earlier stages' seconds (``models``, ``load``) to record with this call's.
         extra: further ``result.json`` fields (the batch runner adds ``batch``).
+        territory: an artery territory on the CT's grid (:func:`~.territory.read_territory`) to use instead of
+            the artery model's.
 
     Returns:
         ``out_dir``.
@@ -105,6 +110,7 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
     check_output_free(out_dir)
     timings = dict(timings_s or {})
     result = label_up_case(volume, models.artery.pair, models.classifier.pair, settings=settings, device=device,
+                           territory=None if territory is None else territory.mask,
                            progress=ScaledProgress(progress, 0.10, 0.80))
     t0 = time.perf_counter()
     progress("segmenter", 0.80, "segmenting emboli" if models.segmenter else "no segmenter model: copying the "
@@ -124,6 +130,7 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
         "device": describe_device(device, settings.precision),
         "models": models.records(),
         "files": dict(OUTPUT_FILES),
+        "territory": {"source": "model"} if territory is None else territory.record,
     } | (extra or {})
     out, _ = write_analysis_outputs(out_dir, volume, result, settings, segmentation=segmentation,
                                     segmentation_source=source, record_extra=record_extra, progress=progress)
@@ -135,7 +142,8 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
 
 def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto", explainer: str = DEFAULT_EXPLAINER,
             precision: str = "auto", models_dir: str | Path | None = None, progress: Progress | None = None,
-            model_versions: dict[str, str] | None = None, settings: LabelUpSettings | None = None) -> Path:
+            model_versions: dict[str, str] | None = None, settings: LabelUpSettings | None = None,
+            arteries: str | Path | None = None, arteries_label: int | None = None) -> Path:
     """Analyse one CT: write the output folder ``out_dir`` (see the module docstring) and return it.
 
     Args:
@@ -151,10 +159,13 @@ def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto"
         progress: ``progress(stage, fraction, message)`` callback; fractions rise from 0 to 1.0.
         model_versions: task -> version (``"latest"`` or exact) for models other than the bundled ones.
         settings: the chain's thresholds; ``explainer`` replaces its explainer.
+        arteries: a pulmonary-artery mask or label map (any grid) used as the territory instead of the artery
+            model's (:mod:`.territory`).
+        arteries_label: the artery label in ``arteries`` when it is a label map of several.
 
     Raises:
-        InputError: unreadable or non-CT input, a missing or tampered model, an existing ``out_dir``
-            (one line each).
+        InputError: unreadable or non-CT input, an unusable ``arteries`` file, a missing or tampered model, an
+            existing ``out_dir`` (one line each).
         ValueError: unknown explainer, precision or device, CUDA asked for but absent.
     """
     progress = progress or _noop
@@ -163,9 +174,9 @@ def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto"
     torch_device = resolve_device(device)
     models, model_seconds = load_models_timed(torch_device, progress, models_dir=models_dir,
                                               model_versions=model_versions)
-    volume, load_seconds = read_input(input_path, progress)
-    return analyze_volume(volume, out, models=models, device=torch_device, settings=settings, progress=progress,
-                          timings_s={"models": model_seconds, "load": load_seconds})
+    volume, load_seconds = read_input(input_path, progress, arteries=arteries, arteries_label=arteries_label)
+    return analyze_volume(volume.ct, out, models=models, device=torch_device, settings=settings, progress=progress,
+                          timings_s={"models": model_seconds, "load": load_seconds}, territory=volume.territory)
 
 
 #: what makes one input of many fail while the others go on (``--batch`` and ``serve``)
@@ -189,12 +200,27 @@ def load_models_timed(torch_device: torch.device, progress: Progress, *, models_
     return models, time.perf_counter() - t0
 
 
-def read_input(input_path: str | Path, progress: Progress) -> tuple[CTVolume, float]:
-    """Read one CT after a ``load`` progress event and log its grid; returns it and the seconds it took (the
-    ``load`` timing of ``result.json``)."""
+@dataclass(frozen=True)
+class AnalysisInput:
+    """One study as read: the CT and, where one was given, its artery territory on the CT's grid."""
+
+    ct: CTVolume
+    territory: GivenTerritory | None = None
+
+
+def read_input(input_path: str | Path, progress: Progress, *, arteries: str | Path | None = None,
+               arteries_label: int | None = None) -> tuple[AnalysisInput, float]:
+    """Read one CT (and the artery mask ``arteries``, put on its grid) after a ``load`` progress event and log
+    its grid; returns them and the seconds it took (the ``load`` timing of ``result.json``)."""
     t0 = time.perf_counter()
     progress("load", 0.05, f"reading {Path(input_path).name}")
     volume = load_ct(input_path)
     log.info("input %s: %s voxels, spacing %s mm", input_path, "x".join(map(str, volume.geometry.size)),
              ", ".join(f"{s:.3g}" for s in volume.geometry.spacing_mm))
-    return volume, time.perf_counter() - t0
+    territory = None
+    if arteries is not None:
+        progress("load", 0.08, f"reading the artery mask {Path(arteries).name}")
+        territory = read_territory(arteries, volume.geometry, label=arteries_label)
+    elif arteries_label is not None:
+        raise ValueError("an artery label needs an artery mask (--arteries)")
+    return AnalysisInput(volume, territory), time.perf_counter() - t0

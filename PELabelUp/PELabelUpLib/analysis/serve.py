@@ -7,7 +7,8 @@ that analyses one case after another (the Slicer module) keeps one worker instea
 Protocol, on top of the progress protocol of :mod:`.progress`:
 
 * Requests arrive on stdin, one JSON object a line: ``{"input": PATH, "out": DIR}``, with an optional ``"id"``
-  (text; default: the name of ``out``). Relative paths are relative to the worker's working folder. ``out``
+  (text; default: the name of ``out``), and optionally ``"arteries"`` (a pulmonary-artery mask used as the
+  territory, ``pelabelup analyze --arteries``) with ``"arteries_label"`` (its label in a label map). Relative paths are relative to the worker's working folder. ``out``
   must not exist; it appears only complete, as with ``pelabelup analyze``.
 * Events go to stdout, one JSON object a line. Start-up sends ``models`` events, then
   ``{"stage": "ready", "fraction": 1.0, ...}``. Each request's events carry ``"input": <id>`` and ``"index"``
@@ -67,11 +68,12 @@ def serve(lines: Iterable[str], progress: JsonLinesProgress, *, device: str = "a
             request = parse_request(line)
             progress.restart(input=request.id, index=index)
             out = check_output_free(request.out)
-            volume, load_seconds = read_input(request.input, progress)
+            volume, load_seconds = read_input(request.input, progress, arteries=request.arteries,
+                                              arteries_label=request.arteries_label)
             # the models' load time is counted once, in the first request's timings
             timings = {"models": model_seconds if done + failed == 0 else 0.0, "load": load_seconds}
-            analyze_volume(volume, out, models=models, device=torch_device, settings=settings, progress=progress,
-                           timings_s=timings, extra={"worker": {"request": index}})
+            analyze_volume(volume.ct, out, models=models, device=torch_device, settings=settings, progress=progress,
+                           timings_s=timings, extra={"worker": {"request": index}}, territory=volume.territory)
             done += 1
         except INPUT_ERRORS as exc:  # this request fails, the worker goes on
             reason = " ".join(str(exc).split())

@@ -18,12 +18,16 @@ examples:
   pelabelup analyze scan.nii.gz --out scan-analysis
   pelabelup analyze path/to/dicom-series --out study-7 --device cuda --explainer ig --progress json
   pelabelup analyze cohort/ --batch --out analyses            # one sub-folder per input, resumable
+  pelabelup analyze scan.nii.gz --out scan-analysis --arteries pulmonary_artery.nii.gz   # your artery mask
   torchrun --nproc_per_node=4 -m PELabelUpLib.cli.main analyze inputs.txt --batch --out analyses
 
 OUTDIR receives, on the input's exact grid: result.json, heatmap.nii.gz, pseudomask.nii.gz,
 segmentation.nii.gz, arteries.nii.gz and segmentation.seg.nrrd. It appears only when complete; SIGTERM
 or an error leaves nothing. Models: the bundled Resources/Models (or ${MODELS_DIR_ENV}), or --models-dir.
 --progress json prints one JSON object a line on stdout: {{"stage", "fraction", "message"}}, ending at 1.0.
+--arteries replaces the artery model's territory by a pulmonary-artery mask (a reader's, or another
+tool's, e.g. TotalSegmentator's pulmonary_artery; any grid, resampled onto the CT's). It should hold the
+arteries with what fills them, clots included: emboli are looked for inside it only.
 Exit status: 0 done, 1 some batch inputs failed, 2 bad input or model (one line on stderr), 143 SIGTERM.
 """
 
@@ -34,6 +38,16 @@ def _model_version(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"expected TASK=VERSION with TASK one of {', '.join(MODEL_TASKS)}, "
                                          f"got {text!r}")
     return task, version
+
+
+def _positive_label(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
+    return value
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -64,6 +78,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="json: JSON lines on stdout; human: a progress bar on stderr when it is a terminal "
                         "(default); none")
     p.add_argument("--batch", action="store_true", help="INPUT is a folder of inputs or a list file")
+    p.add_argument("--arteries", type=Path, default=None, metavar="MASK",
+                   help="pulmonary-artery mask or label map (NIfTI, NRRD, MHA) used as the territory instead of the "
+                        "artery model's; one study only (for many, send pelabelup serve requests with \"arteries\")")
+    p.add_argument("--arteries-label", type=_positive_label, default=None, metavar="N",
+                   help="the artery label when MASK is a label map of several structures")
     p.set_defaults(run=run)
 
 
@@ -74,7 +93,9 @@ def _summary(out: Path) -> str:
 
     record = json.loads((out / "result.json").read_text())
     n = len([e for e in record["emboli"] if e["source"] == "pseudomask"])
-    return (f"PE probability {record['pe_probability']:.3f}; {emboli_count(n)} in the pseudo-mask; "
+    territory = record.get("territory", {})
+    given = f"artery territory from {territory['file']}; " if territory.get("source") == "file" else ""
+    return (f"PE probability {record['pe_probability']:.3f}; {emboli_count(n)} in the pseudo-mask; {given}"
             f"segmentation: {record['segmentation_source']}; device {record['device']['device']}; outputs in {out}")
 
 
@@ -86,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
         progress: JsonLinesProgress | HumanProgress = JsonLinesProgress(sys.stdout)
     else:
         progress = HumanProgress(sys.stderr, disable=True if args.progress == "none" else None)  # None: TTY only
+    if args.batch and (args.arteries is not None or args.arteries_label is not None):
+        print("pelabelup analyze: error: --arteries names one study's mask; not with --batch (send pelabelup serve "
+              "requests with \"arteries\" for many)", file=sys.stderr)
+        return 2
     options = {"device": args.device, "explainer": args.explainer, "precision": args.precision,
                "models_dir": args.models_dir,
                "progress": progress, "model_versions": dict(args.model_version)}
@@ -95,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
             if args.batch:
                 items = analyze_batch(list_inputs(args.input), args.out, **options)
             else:
-                out = analyze(args.input, args.out, **options)
+                out = analyze(args.input, args.out, arteries=args.arteries, arteries_label=args.arteries_label,
+                              **options)
         except Terminated:
             print("pelabelup analyze: terminated (SIGTERM); the output in progress was removed", file=sys.stderr)
             return EXIT_TERMINATED

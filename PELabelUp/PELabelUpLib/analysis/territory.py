@@ -1,0 +1,110 @@
+"""An artery territory given from outside, used instead of the artery model (``pelabelup analyze --arteries``).
+
+The chain stands on its territory: given the true pulmonary-artery mask, it finds nearly every embolus of the
+hybrid real-anatomy cases, and the bundled artery model, trained on phantoms, misses the real crop's right and
+left pulmonary arteries. So a reader's artery mask, or another tool's pulmonary-artery segmentation (for
+example TotalSegmentator's ``pulmonary_artery``, a per-class NIfTI file or one label of a label map), can take
+its place. The mask should hold the arteries with what fills them, clots included.
+
+The file may lie on another grid than the CT (a coarser segmentation, a crop): it is brought onto the CT's grid
+by nearest neighbour in world space. Every refusal is one line naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..geometry import Geometry
+from ..io.image_files import read_label_file
+from ..models.folder import sha256_of
+from ..preprocessing import resample_like
+
+log = logging.getLogger(__name__)
+
+#: grids closer than this (mm, per origin and spacing component) count as the CT's own
+SAME_GRID_TOLERANCE_MM = 1e-3
+#: labels listed in a refusal at most
+_SHOWN_LABELS = 12
+
+
+@dataclass(frozen=True)
+class GivenTerritory:
+    """An artery territory read from a file, on the CT's grid.
+
+    Attributes:
+        mask: ``uint8 (Z, Y, X)`` 0/1 on the CT's grid.
+        record: what ``result.json`` keeps of it (``territory``): the file's name and sha256, the label, whether
+            it was resampled, its voxels and volume on the CT's grid.
+    """
+
+    mask: np.ndarray
+    record: dict[str, Any]
+
+
+def _label_values(values: np.ndarray, path: Path) -> np.ndarray:
+    """The nonzero labels of ``values``; refuses fractional values (a probability map, a CT)."""
+    if np.issubdtype(values.dtype, np.floating):
+        if not np.all(np.isfinite(values)) or np.any(values != np.rint(values)):
+            raise InputError(path, "holds fractional values: expected a mask or label map of whole numbers")
+    labels = np.unique(values)
+    return labels[labels != 0]
+
+
+def _shown(labels: np.ndarray) -> str:
+    shown = ", ".join(str(int(v)) for v in labels[:_SHOWN_LABELS])
+    return shown + (f" and {labels.size - _SHOWN_LABELS} more" if labels.size > _SHOWN_LABELS else "")
+
+
+def select_label(values: np.ndarray, path: Path, label: int | None) -> np.ndarray:
+    """``bool`` mask of ``label`` in ``values``, or of every nonzero voxel when ``label`` is ``None`` and the
+    file holds one label only (a label map of several needs ``label``, else its other organs would count)."""
+    labels = _label_values(values, path)
+    if labels.size == 0:
+        raise InputError(path, "is empty: no nonzero voxel")
+    if label is None:
+        if labels.size > 1:
+            raise InputError(path, f"holds {labels.size} labels ({_shown(labels)}): name the artery label "
+                                   "(--arteries-label)")
+        return values != 0
+    if label not in labels:
+        raise InputError(path, f"has no voxel of label {label} (labels present: {_shown(labels)})")
+    return values == label
+
+
+def read_territory(path: str | Path, geometry: Geometry, *, label: int | None = None) -> GivenTerritory:
+    """Read an artery mask or label map and put it on ``geometry`` (the CT's grid).
+
+    Args:
+        path: a mask or label map SimpleITK reads (NIfTI, NRRD, MHA).
+        geometry: the CT's grid.
+        label: the artery label of a label map; ``None``: every nonzero voxel of a single-label mask.
+
+    Raises:
+        InputError: unreadable, not 3-D, fractional values, empty, without ``label``, several labels and no
+            ``label``, or lying outside the CT.
+    """
+    p = Path(path)
+    values, file_geometry = read_label_file(p)
+    selected = select_label(values, p, label)
+    del values
+    same = file_geometry.same_grid(geometry, tol=SAME_GRID_TOLERANCE_MM)
+    if same:
+        mask = selected.astype(np.uint8)
+    else:
+        mask = resample_like(selected.astype(np.uint8), file_geometry, geometry, "nearest", default_value=0)
+        if not mask.any():
+            raise InputError(p, f"lies outside the CT: no voxel of it falls on the CT's grid "
+                                f"({'x'.join(map(str, geometry.size))} voxels)")
+    voxels = int(np.count_nonzero(mask))
+    volume_ml = voxels * float(np.prod(geometry.spacing_mm)) / 1000.0
+    log.info("artery territory from %s%s: %d voxels (%.1f ml)%s", p.name,
+             "" if label is None else f" (label {label})", voxels, volume_ml, "" if same else ", resampled")
+    record = {"source": "file", "file": p.name, "sha256": sha256_of(p), "label": label, "resampled": not same,
+              "voxels": voxels, "volume_ml": round(volume_ml, 3)}
+    return GivenTerritory(mask=mask, record=record)
