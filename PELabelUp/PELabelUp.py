@@ -48,6 +48,8 @@ class PELabelUp(ScriptedLoadableModule):
 Finds pulmonary emboli in CT pulmonary angiography: a study probability, a per-slice probability plot, an
 explanation heatmap and emboli masks (pseudo-mask from the heatmap, and a segmenter's mask) that you correct with
 the Segment Editor and export to a training datastore. "Next case" opens the most uncertain study of a worklist.
+"Artery territory" optionally names a pulmonary-artery segment (the corrected "Pulmonary arteries", or another
+tool's) that replaces the artery model's territory in the next analysis.
 <b>Research software, not for clinical use.</b>
 """)
         self.parent.acknowledgementText = _("""
@@ -179,9 +181,11 @@ class PELabelUpWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             ensureRequirements()
             p = self._parameterNode
             versions = {"segmenter": p.segmenterVersion} if p.segmenterVersion else {}
+            arteries = self.ui.arterySegmentSelector  # optional: a segment replacing the artery model's territory
             self.logic.analyze_async(p.inputVolume, device=p.device.value, explainer=p.explainer.value,
-                                     model_versions=versions, on_progress=self.reviewPanel.showProgress,
-                                     on_finished=self.onAnalysisFinished)
+                                     model_versions=versions, artery_segmentation=arteries.currentNode(),
+                                     artery_segment_id=arteries.currentSegmentID() or None,
+                                     on_progress=self.reviewPanel.showProgress, on_finished=self.onAnalysisFinished)
             self.reviewPanel.showStatus(_("Starting the analysis..."), progress=0)
             self.onParameterNodeModified()
 
@@ -286,15 +290,20 @@ class PELabelUpLogic(ScriptedLoadableModuleLogic):
         return self._runner.is_running
 
     def analyze_async(self, input_volume, *, output_folder=None, device: str = "auto", explainer: str = DEFAULT_EXPLAINER,
-                      model_versions=None, models_dir=None, on_progress=None, on_finished=None) -> Path:
+                      model_versions=None, models_dir=None, artery_segmentation=None, artery_segment_id=None,
+                      on_progress=None, on_finished=None) -> Path:
         """Start ``pelabelup analyze`` on ``input_volume`` in a child process and return its output folder.
 
         ``on_progress(event)`` gets each progress event; ``on_finished(state, error)`` is called once with state
         ``done`` (the results are loaded: :attr:`review`), ``failed`` (``error`` says why) or ``cancelled``.
+        ``artery_segmentation`` and ``artery_segment_id``: a pulmonary-artery segment (the review's corrected
+        "Pulmonary arteries", or another tool's) used as the artery territory instead of the artery model's.
         """
+        artery_segment = (artery_segmentation, artery_segment_id) if artery_segmentation and artery_segment_id \
+            else None
         return self._runner.start(input_volume, output_folder=output_folder, on_progress=on_progress,
                                   on_finished=on_finished, device=device, explainer=explainer,
-                                  model_versions=model_versions, models_dir=models_dir)
+                                  model_versions=model_versions, models_dir=models_dir, artery_segment=artery_segment)
 
     def cancel(self) -> bool:
         """Ask the running analysis to stop (its end reaches ``on_finished``); False when none runs."""

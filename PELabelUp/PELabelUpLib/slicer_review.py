@@ -29,6 +29,7 @@ from .mrml import (
     ReviewNodes,
     SlicerLogics,
     center_views_on,
+    corrected_mask,
     jump_to_slice,
     load_analysis,
     load_ct_node,
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 #: the segments a reviewer corrects and exports, in the order offered (the first is the default)
 CORRECTABLE_SEGMENTS = (PE_PSEUDOMASK, PE_SEGMENTER)
 INPUT_FILE = "input.nrrd"
+#: the artery mask an analysis is given instead of the artery model's territory (:meth:`ReviewSession.artery_input`)
+ARTERIES_FILE = "arteries-given.nrrd"
 
 
 @dataclass
@@ -162,6 +165,22 @@ class ReviewSession:
         if case.holds_source():
             return case.source
         return write_volume(ct_volume_of(ct), Path(work_dir) / INPUT_FILE, compress=False)
+
+    def artery_input(self, segmentation: slicer.vtkMRMLSegmentationNode, segment_id: str,
+                     ct: slicer.vtkMRMLScalarVolumeNode, work_dir: str | Path) -> Path:
+        """A segment (the review's corrected "Pulmonary arteries", another tool's pulmonary artery) written on
+        ``ct``'s grid as ``work_dir/arteries-given.nrrd``, for an analysis that uses it as the artery territory
+        instead of the artery model's (``pelabelup analyze --arteries``).
+
+        Raises:
+            ValueError: the segment is not in ``segmentation``, or it is empty on ``ct``'s grid.
+        """
+        mask = corrected_mask(segmentation, segment_id, ct)
+        if not mask.any():
+            name = segmentation.GetSegmentation().GetSegment(segment_id).GetName()
+            raise ValueError(f"the artery segment {name!r} of {segmentation.GetName()!r} is empty on the grid of "
+                             f"{ct.GetName()!r}")
+        return write_volume(mask.astype(np.uint8), Path(work_dir) / ARTERIES_FILE, geometry_of(ct), compress=False)
 
     def output_folder(self, ct: slicer.vtkMRMLScalarVolumeNode, work_dir: str | Path) -> Path:
         """Where the analysis of ``ct`` goes: ``<worklist>/analysis/<study>`` for a worklist study without one

@@ -141,14 +141,17 @@ class AnalysisWorker:
         """The child's exit status once it has ended (``None`` before)."""
         return self._proc.poll() if self._proc is not None else None
 
-    def submit(self, input_path: str | Path, out_dir: str | Path) -> WorkerJob:
-        """Send one analysis request and return its job.
+    def submit(self, input_path: str | Path, out_dir: str | Path, *, arteries: str | Path | None = None) -> WorkerJob:
+        """Send one analysis request and return its job; ``arteries``: an artery mask on the CT's grid to use as
+        the territory instead of the artery model's (``pelabelup analyze --arteries``).
 
         Raises:
-            ValueError: a missing input or an existing output folder (nothing is sent).
+            ValueError: a missing input or artery mask, or an existing output folder (nothing is sent).
             RuntimeError: the worker is not running, or a job is still running.
         """
         input_path, out_dir = analysis_paths(input_path, out_dir)
+        if arteries is not None and not Path(arteries).is_file():
+            raise ValueError(f"artery mask not found: {arteries}")
         if not self.alive:
             raise RuntimeError(f"the analysis worker is not running{self._why_ended()}")
         if self.job is not None and self.job.state == "running":
@@ -158,7 +161,8 @@ class AnalysisWorker:
         self.job = WorkerJob(self, request_id, out_dir)
         try:
             # absolute: the child keeps the working folder it started in, the parent may have moved since
-            request = Request(input=input_path.absolute(), out=out_dir.absolute(), id=request_id)
+            request = Request(input=input_path.absolute(), out=out_dir.absolute(), id=request_id,
+                              arteries=None if arteries is None else Path(arteries).absolute())
             self._proc.stdin.write(request.to_json() + "\n")
             self._proc.stdin.flush()
         except OSError as exc:  # it ended meanwhile (a closed pipe)

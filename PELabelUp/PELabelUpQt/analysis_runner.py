@@ -1,7 +1,8 @@
 """The module's analysis in a child process, driven from Slicer's GUI thread by a Qt timer.
 
 The CT node goes to the child as a file (the case's own file when it still holds what was loaded from it, else
-a copy in a work folder under Slicer's temporary folder). The child is a long-lived ``pelabelup serve`` worker
+a copy in a work folder under Slicer's temporary folder); a chosen pulmonary-artery segment goes beside it, written
+on the CT's grid, and replaces the artery model's territory. The child is a long-lived ``pelabelup serve`` worker
 (``PELabelUpLib.slicer_worker``): it loads the models once and is kept for the next analysis while the device,
 explainer and models stay the same, so only the first analysis pays for starting torch (and CUDA). A
 ``qt.QTimer`` reads the worker's progress lines, so Slicer stays responsive and never imports torch. When an
@@ -12,6 +13,7 @@ Slicer (its stdin closes) or with :meth:`AnalysisRunner.close`.
 
 import contextlib
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +48,8 @@ class AnalysisRunner:
     def is_running(self) -> bool:
         return self.process is not None and self.process.state == "running"
 
-    def start(self, input_volume, *, output_folder=None, on_progress=None, on_finished=None, **options) -> Path:
+    def start(self, input_volume, *, output_folder=None, on_progress=None, on_finished=None, artery_segment=None,
+              **options) -> Path:
         """Start the analysis of ``input_volume`` in the worker (started first when needed) and return its output
         folder.
 
@@ -56,24 +59,32 @@ class AnalysisRunner:
             on_progress: called with each progress event.
             on_finished: called once as ``on_finished(state, error)``, state ``done`` (the results are loaded
                 into the session), ``failed`` (``error`` says why) or ``cancelled``.
+            artery_segment: ``(segmentation node, segment ID)`` of a pulmonary-artery segment used as the artery
+                territory instead of the artery model's; ``None``: the model's.
             **options: for :func:`~PELabelUpLib.slicer_worker.build_serve_command` (``device``,
                 ``explainer``, ``model_versions``, ``models_dir``).
 
         Raises:
             RuntimeError: an analysis is running.
+            ValueError: the artery segment is unknown or empty.
         """
         if self.is_running:
             raise RuntimeError("an analysis is running already: cancel it or wait for it")
         session = self._session()
         work = Path(tempfile.mkdtemp(prefix="PELabelUp-", dir=slicer.app.temporaryPath))
         out = Path(output_folder) if output_folder else session.output_folder(input_volume, work)
+        try:
+            arteries = session.artery_input(*artery_segment, input_volume, work) if artery_segment else None
+        except Exception:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         command = build_serve_command(python_executable=child_python(), base_env=slicer.util.startupEnvironment(),
                                       **options)
         if self._worker is None or not self._worker.alive or self._worker.command != command:
             self.close()
             self._worker = AnalysisWorker(command)
             self._worker.start()
-        self.process = self._worker.submit(session.analysis_input(input_volume, work), out)
+        self.process = self._worker.submit(session.analysis_input(input_volume, work), out, arteries=arteries)
         self._run = (input_volume, work, on_progress, on_finished)
         self._timer.start()
         return out
@@ -94,7 +105,9 @@ class AnalysisRunner:
             except Exception as exc:  # reported to the caller rather than lost in Qt's event loop
                 logging.exception("PELabelUp: loading %s failed", self.process.out_dir)
                 state, error = "failed", str(exc)
-        (work / "input.nrrd").unlink(missing_ok=True)
+        for written in work.iterdir():
+            if written.is_file():  # the CT and artery mask written for the worker; not an analysis folder in it
+                written.unlink()
         with contextlib.suppress(OSError):
             work.rmdir()  # kept when the analysis was written into it
         if on_finished:

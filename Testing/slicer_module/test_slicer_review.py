@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,51 @@ def test_export_refuses_an_empty_case_id_an_unset_folder_and_a_foreign_segment(a
     with pytest.raises(ValueError, match="'pulmonary_arteries_typo'"):
         a_session.export(tmp_path / "datastore", "study-a", "me", True, segment_id="pulmonary_arteries_typo")
     assert not a_session.exported
+
+
+@pytest.mark.slow
+def test_an_artery_segment_is_the_territory_of_the_next_analysis(a_session, a_worklist, an_analysed_study, tmp_path):
+    """The review's "Pulmonary arteries" corrected (or another tool's artery segment) goes to the worker as the
+    territory: the next analysis looks for clot inside it only."""
+    from analysis_helpers import clot_study
+
+    from PELabelUpLib.analysis.territory import read_territory
+    from PELabelUpLib.mrml import PULMONARY_ARTERIES, add_segmentation
+    from PELabelUpLib.slicer_worker import AnalysisWorker, build_serve_command
+
+    ct = load_ct_node(a_session.logics, a_worklist / "study-a.nii.gz", name="study-a")
+    clot = clot_study()[1]
+    zz, yy, xx = np.nonzero(clot)
+    around = np.zeros(clot.shape, np.uint8)
+    around[zz.min() - 2:zz.max() + 3, yy.min() - 5:yy.max() + 6, xx.min() - 5:xx.max() + 6] = 1
+    elsewhere = np.zeros(clot.shape, np.uint8)
+    elsewhere[:4, 4:40, 4:36] = 1
+    segmentation = add_segmentation(a_session.logics.scene, ct, {PULMONARY_ARTERIES: around}, "arteries")
+    other = add_segmentation(a_session.logics.scene, ct, {PULMONARY_ARTERIES: elsewhere}, "other arteries")
+
+    written = a_session.artery_input(segmentation, PULMONARY_ARTERIES.segment_id, ct, tmp_path / "work-a")
+    np.testing.assert_array_equal(read_territory(written, geometry_of(ct)).mask, around)
+    set_segment_mask(other, PULMONARY_ARTERIES.segment_id, np.zeros(clot.shape, np.uint8), ct)
+    with pytest.raises(ValueError, match="artery segment 'Pulmonary arteries' of 'other arteries' is empty"):
+        a_session.artery_input(other, PULMONARY_ARTERIES.segment_id, ct, tmp_path / "work-b")
+    with pytest.raises(ValueError, match="'no-such-segment' not in segmentation"):
+        a_session.artery_input(segmentation, "no-such-segment", ct, tmp_path / "work-b")
+    assert not (tmp_path / "work-b").exists()
+
+    worker = AnalysisWorker(build_serve_command(python_executable=sys.executable, device="cpu",
+                                                models_dir=an_analysed_study.models_dir))
+    worker.start()
+    try:
+        with pytest.raises(ValueError, match="artery mask not found"):
+            worker.submit(a_session.analysis_input(ct, tmp_path), tmp_path / "out", arteries=tmp_path / "none.nrrd")
+        job = worker.submit(a_session.analysis_input(ct, tmp_path), tmp_path / "out", arteries=written)
+        job.wait(timeout_s=300)
+        assert job.state == "done", "\n".join(worker.stderr_lines)
+    finally:
+        worker.close()
+    record = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert record["territory"]["file"] == "arteries-given.nrrd" and record["territory"]["resampled"] is False
+    arteries, _ = read_label_file(tmp_path / "out" / "arteries.nii.gz")
+    np.testing.assert_array_equal(arteries, around)
+    pseudo, _ = read_label_file(tmp_path / "out" / "pseudomask.nii.gz")
+    assert pseudo[clot].mean() > 0.8 and not pseudo[around == 0].any()
