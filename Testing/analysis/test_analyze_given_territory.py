@@ -117,6 +117,7 @@ def test_a_label_map_needs_the_artery_label(tmp_path, a_clot_study, a_clot_box):
     ("fractional", r"fractional\.nii\.gz: holds fractional values"),
     ("far away", r"far\.nii\.gz: lies outside the CT"),
     ("2-D", r"flat\.nii\.gz: 2-D"),
+    ("the CT itself", r"ct\.nii\.gz: holds negative values \(down to -800\): expected a mask or label map, not an image"),
 ])
 def test_unusable_masks_are_refused_in_one_line(tmp_path, a_clot_study, a_clot_box, what, message):
     volume, _ = a_clot_study
@@ -128,6 +129,8 @@ def test_unusable_masks_are_refused_in_one_line(tmp_path, a_clot_study, a_clot_b
     elif what == "far away":
         far = Geometry(size=g.size, spacing_mm=g.spacing_mm, origin_mm=(5000.0, 5000.0, 5000.0), direction=g.direction)
         path = write_volume(a_clot_box, tmp_path / "far.nii.gz", far)
+    elif what == "the CT itself":
+        path = write_volume(volume, tmp_path / "ct.nii.gz")
     else:
         path = tmp_path / "flat.nii.gz"
         sitk.WriteImage(sitk.GetImageFromArray(np.ones((8, 8), np.uint8)), str(path))
@@ -172,9 +175,68 @@ def test_the_worker_takes_the_mask_with_a_request(tmp_path, a_clot_study, a_clot
 
 
 @pytest.mark.parametrize("line", ['{"input": "a", "out": "b", "arteries": ""}',
+                                  '{"input": "a", "out": "b", "arteries": "m.nii", "arteries_label": " "}',
+                                  '{"input": "a", "out": "b", "arteries": "m.nii", "arteries_label": 1.5}',
                                   '{"input": "a", "out": "b", "arteries": 3}',
                                   '{"input": "a", "out": "b", "arteries": "m.nii", "arteries_label": 0}',
                                   '{"input": "a", "out": "b", "arteries": "m.nii", "arteries_label": true}'])
 def test_bad_artery_fields_of_a_request_are_refused(line):
     with pytest.raises(ValueError, match="arteries"):
         parse_request(line)
+
+
+def test_an_analysis_seg_nrrd_gives_its_pulmonary_arteries(tmp_path, a_clot_study, a_clot_box, a_nifti_study,
+                                                            a_models_dir):
+    """The analysis's own ``segmentation.seg.nrrd`` (three overlapping segments, so several layers) read back as the
+    territory: by default its "Pulmonary arteries", which equal the first analysis's ``arteries.nii.gz``."""
+    volume, _ = a_clot_study
+    first = analyze(a_nifti_study, tmp_path / "first", device="cpu", models_dir=a_models_dir,
+                    arteries=write_volume(a_clot_box, tmp_path / "pa.nii.gz", volume.geometry))
+    seg = first / "segmentation.seg.nrrd"
+    territory = read_territory(seg, volume.geometry)
+    np.testing.assert_array_equal(territory.mask, read_mask(first / "arteries.nii.gz"))
+    assert territory.record["label"] == "Pulmonary arteries" and territory.record["file"] == "segmentation.seg.nrrd"
+    by_id = read_territory(seg, volume.geometry, label="pe_pseudomask")
+    np.testing.assert_array_equal(by_id.mask, read_mask(first / "pseudomask.nii.gz"))
+    assert read_territory(seg, volume.geometry, label="pulmonary ARTERIES").record["label"] == "Pulmonary arteries"
+    with pytest.raises(InputError, match=r"has no segment 'veins' \(segments: 'PE pseudo-mask', 'PE segmenter', "
+                                         r"'Pulmonary arteries'\)$"):
+        read_territory(seg, volume.geometry, label="veins")
+
+    again = run_cli("analyze", str(a_nifti_study), "--out", str(tmp_path / "again"), "--arteries", str(seg),
+                    "--arteries-label", "Pulmonary arteries", "--models-dir", str(a_models_dir), "--device", "cpu",
+                    "--progress", "none")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "artery territory from segmentation.seg.nrrd" in again.stdout
+    np.testing.assert_array_equal(read_mask(tmp_path / "again" / "arteries.nii.gz"), a_clot_box)
+
+
+def test_a_cropped_seg_nrrd_lands_where_its_segment_was_drawn(tmp_path, a_clot_study, a_clot_box):
+    """Slicer may save a segmentation cropped to its segments: the file's own grid is a part of the CT's."""
+    from PELabelUpLib.io.seg_nrrd import Segment, write_seg_nrrd
+    from PELabelUpLib.preprocessing import crop_geometry, mask_box
+
+    volume, _ = a_clot_study
+    box = mask_box(a_clot_box, margin_voxels=1)
+    cropped = write_seg_nrrd([Segment("vessels", "vessels", a_clot_box[box.slices]),
+                              Segment("trunk", "Pulmonary_Artery", a_clot_box[box.slices])],
+                             crop_geometry(volume.geometry, box), tmp_path / "cropped.seg.nrrd")
+    territory = read_territory(cropped, volume.geometry)
+    np.testing.assert_array_equal(territory.mask, a_clot_box)
+    assert territory.record["label"] == "Pulmonary_Artery" and territory.record["resampled"] is True
+    two = write_seg_nrrd([Segment("a", "vessels", a_clot_box), Segment("b", "bones", a_clot_box)], volume.geometry,
+                         tmp_path / "two.seg.nrrd")
+    with pytest.raises(InputError, match=r"two\.seg\.nrrd: holds 2 segments \('vessels', 'bones'\): name the artery "
+                                         r"segment \(--arteries-label NAME\)"):
+        read_territory(two, volume.geometry)
+
+
+def test_labels_of_the_wrong_kind_are_refused(tmp_path, a_clot_study, a_clot_box):
+    volume, _ = a_clot_study
+    labels = write_volume(a_clot_box * 2, tmp_path / "labels.nrrd", volume.geometry)
+    with pytest.raises(InputError, match=r"labels\.nrrd: is a label map: its artery label is a number, not 'arteries'"):
+        read_territory(labels, volume.geometry, label="arteries")
+    assert read_territory(labels, volume.geometry, label="2").record["label"] == 2
+    plain = write_volume(a_clot_box, tmp_path / "plain.seg.nrrd", volume.geometry)
+    with pytest.raises(InputError, match=r"plain\.seg\.nrrd: lists no segment \(no Segment0_ID field\)"):
+        read_territory(plain, volume.geometry)

@@ -22,7 +22,7 @@ class Request:
     id: str
     #: a pulmonary-artery mask used as the territory instead of the artery model's, and its label in a label map
     arteries: Path | None = None
-    arteries_label: int | None = None
+    arteries_label: int | str | None = None
 
     def to_json(self) -> str:
         """The request as one line of the protocol (no trailing newline)."""
@@ -39,7 +39,7 @@ def parse_request(line: str) -> Request:
 
     Raises:
         ValueError: not a JSON object with text ``input`` and ``out`` (and, if given, text ``id`` and
-            ``arteries``, a positive whole ``arteries_label``).
+            ``arteries``; ``arteries_label`` a whole number from 1 or a segment's name).
     """
     try:
         record = json.loads(line)
@@ -58,7 +58,8 @@ def parse_request(line: str) -> Request:
     if arteries is not None and (not isinstance(arteries, str) or not arteries.strip()):
         raise ValueError(f"request 'arteries' must be a non-empty path, got {arteries!r}")
     label = record.get("arteries_label")
-    if label is not None and (isinstance(label, bool) or not isinstance(label, int) or label < 1):
-        raise ValueError(f"request 'arteries_label' must be a whole number from 1, got {label!r}")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int | str)
+                              or (isinstance(label, int) and label < 1) or (isinstance(label, str) and not label.strip())):
+        raise ValueError(f"request 'arteries_label' must be a whole number from 1 or a segment name, got {label!r}")
     return Request(input=Path(record["input"]), out=out, id=request_id,
                    arteries=None if arteries is None else Path(arteries), arteries_label=label)

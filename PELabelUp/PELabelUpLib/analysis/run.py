@@ -143,7 +143,7 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
 def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto", explainer: str = DEFAULT_EXPLAINER,
             precision: str = "auto", models_dir: str | Path | None = None, progress: Progress | None = None,
             model_versions: dict[str, str] | None = None, settings: LabelUpSettings | None = None,
-            arteries: str | Path | None = None, arteries_label: int | None = None) -> Path:
+            arteries: str | Path | None = None, arteries_label: int | str | None = None) -> Path:
     """Analyse one CT: write the output folder ``out_dir`` (see the module docstring) and return it.
 
     Args:
@@ -161,7 +161,8 @@ def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto"
         settings: the chain's thresholds; ``explainer`` replaces its explainer.
         arteries: a pulmonary-artery mask or label map (any grid) used as the territory instead of the artery
             model's (:mod:`.territory`).
-        arteries_label: the artery label in ``arteries`` when it is a label map of several.
+        arteries_label: the artery label in ``arteries`` when it is a label map of several (a number), or the
+            segment of a ``.seg.nrrd`` (its name or ID).
 
     Raises:
         InputError: unreadable or non-CT input, an unusable ``arteries`` file, a missing or tampered model, an
@@ -209,7 +210,7 @@ class AnalysisInput:
 
 
 def read_input(input_path: str | Path, progress: Progress, *, arteries: str | Path | None = None,
-               arteries_label: int | None = None) -> tuple[AnalysisInput, float]:
+               arteries_label: int | str | None = None) -> tuple[AnalysisInput, float]:
     """Read one CT (and the artery mask ``arteries``, put on its grid) after a ``load`` progress event and log
     its grid; returns them and the seconds it took (the ``load`` timing of ``result.json``)."""
     t0 = time.perf_counter()

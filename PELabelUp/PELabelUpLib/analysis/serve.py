@@ -8,8 +8,9 @@ Protocol, on top of the progress protocol of :mod:`.progress`:
 
 * Requests arrive on stdin, one JSON object a line: ``{"input": PATH, "out": DIR}``, with an optional ``"id"``
   (text; default: the name of ``out``), and optionally ``"arteries"`` (a pulmonary-artery mask used as the
-  territory, ``pelabelup analyze --arteries``) with ``"arteries_label"`` (its label in a label map). Relative paths are relative to the worker's working folder. ``out``
-  must not exist; it appears only complete, as with ``pelabelup analyze``.
+  territory, ``pelabelup analyze --arteries``) with ``"arteries_label"`` (its label in a label map, or its
+  segment in a ``.seg.nrrd``). Relative paths are relative to the worker's working folder. ``out`` must not
+  exist; it appears only complete, as with ``pelabelup analyze``.
 * Events go to stdout, one JSON object a line. Start-up sends ``models`` events, then
   ``{"stage": "ready", "fraction": 1.0, ...}``. Each request's events carry ``"input": <id>`` and ``"index"``
   (the request's 0-based line number on stdin); their fractions rise from 0 for every request. A request ends with stage

@@ -3,8 +3,9 @@
 The chain stands on its territory: given the true pulmonary-artery mask, it finds nearly every embolus of the
 hybrid real-anatomy cases, and the bundled artery model, trained on phantoms, misses the real crop's right and
 left pulmonary arteries. So a reader's artery mask, or another tool's pulmonary-artery segmentation (for
-example TotalSegmentator's ``pulmonary_artery``, a per-class NIfTI file or one label of a label map), can take
-its place. The mask should hold the arteries with what fills them, clots included.
+example TotalSegmentator's ``pulmonary_artery``, a per-class NIfTI file or one label of a label map), or a segment
+of a 3D Slicer segmentation file (the analysis's own ``segmentation.seg.nrrd`` with its "Pulmonary arteries"
+corrected), can take its place. The mask should hold the arteries with what fills them, clots included.
 
 The file may lie on another grid than the CT (a coarser segmentation, a crop): it is brought onto the CT's grid
 by nearest neighbour in world space. Every refusal is one line naming the file and the reason.
@@ -22,6 +23,7 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import Geometry
 from ..io.image_files import read_label_file
+from ..io.seg_nrrd_read import SegmentInfo, is_seg_nrrd, read_seg_nrrd, segment_mask
 from ..models.folder import sha256_of
 from ..preprocessing import resample_like
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 SAME_GRID_TOLERANCE_MM = 1e-3
 #: labels listed in a refusal at most
 _SHOWN_LABELS = 12
+#: without a segment named, a ``.seg.nrrd``'s one segment whose name holds this (any case, ``_`` as space) is taken
+ARTERY_SEGMENT_HINT = "pulmonary arter"
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ def _label_values(values: np.ndarray, path: Path) -> np.ndarray:
     if np.issubdtype(values.dtype, np.floating):
         if not np.all(np.isfinite(values)) or np.any(values != np.rint(values)):
             raise InputError(path, "holds fractional values: expected a mask or label map of whole numbers")
+    low = values.min() if values.size else 0
+    if low < 0:
+        raise InputError(path, f"holds negative values (down to {low:g}): expected a mask or label map, not an image")
     labels = np.unique(values)
     return labels[labels != 0]
 
@@ -77,22 +84,63 @@ def select_label(values: np.ndarray, path: Path, label: int | None) -> np.ndarra
     return values == label
 
 
-def read_territory(path: str | Path, geometry: Geometry, *, label: int | None = None) -> GivenTerritory:
-    """Read an artery mask or label map and put it on ``geometry`` (the CT's grid).
+def _normalised(name: str) -> str:
+    return " ".join(name.replace("_", " ").lower().split())
+
+
+def select_segment(infos: list[SegmentInfo], path: Path, segment: str | None) -> SegmentInfo:
+    """The segment named ``segment`` (its ID or name; a name in any case), or, when ``None``, the file's only
+    segment or its only one named like a pulmonary artery (:data:`ARTERY_SEGMENT_HINT`)."""
+    names = ", ".join(repr(i.name) for i in infos[:_SHOWN_LABELS]) + (" ..." if len(infos) > _SHOWN_LABELS else "")
+    if segment is not None:
+        for match in (lambda i: segment in (i.segment_id, i.name),
+                      lambda i: _normalised(i.name) == _normalised(segment)):
+            found = [i for i in infos if match(i)]
+            if found:
+                return found[0]
+        raise InputError(path, f"has no segment {segment!r} (segments: {names})")
+    if len(infos) == 1:
+        return infos[0]
+    arteries = [i for i in infos if ARTERY_SEGMENT_HINT in _normalised(i.name)]
+    if len(arteries) == 1:
+        return arteries[0]
+    raise InputError(path, f"holds {len(infos)} segments ({names}): name the artery segment (--arteries-label NAME)")
+
+
+def _selected_voxels(p: Path, label: int | str | None) -> tuple[np.ndarray, Geometry, int | str | None]:
+    """The chosen mask on the file's own grid, the grid, and what was chosen (a label value or segment name)."""
+    if is_seg_nrrd(p):
+        layers, file_geometry, infos = read_seg_nrrd(p)
+        info = select_segment(infos, p, None if label is None else str(label))
+        selected = segment_mask(layers, info)
+        if not selected.any():
+            raise InputError(p, f"segment {info.name!r} is empty")
+        return selected, file_geometry, info.name
+    if isinstance(label, str):
+        if not label.strip().isdigit():
+            raise InputError(p, f"is a label map: its artery label is a number, not {label!r} (segment names are "
+                                "for .seg.nrrd files)")
+        label = int(label)
+    values, file_geometry = read_label_file(p)
+    return select_label(values, p, label), file_geometry, label
+
+
+def read_territory(path: str | Path, geometry: Geometry, *, label: int | str | None = None) -> GivenTerritory:
+    """Read an artery mask, label map or Slicer segmentation and put it on ``geometry`` (the CT's grid).
 
     Args:
-        path: a mask or label map SimpleITK reads (NIfTI, NRRD, MHA).
+        path: a mask or label map SimpleITK reads (NIfTI, NRRD, MHA), or a ``.seg.nrrd``.
         geometry: the CT's grid.
-        label: the artery label of a label map; ``None``: every nonzero voxel of a single-label mask.
+        label: the artery label of a label map (a number), or the segment of a ``.seg.nrrd`` (its ID or name);
+            ``None``: every nonzero voxel of a single-label mask, or the ``.seg.nrrd``'s only segment or its
+            only pulmonary-artery one (:func:`select_segment`).
 
     Raises:
-        InputError: unreadable, not 3-D, fractional values, empty, without ``label``, several labels and no
-            ``label``, or lying outside the CT.
+        InputError: unreadable, not 3-D, fractional values, empty, without ``label``, several labels or segments
+            and no ``label``, or lying outside the CT.
     """
     p = Path(path)
-    values, file_geometry = read_label_file(p)
-    selected = select_label(values, p, label)
-    del values
+    selected, file_geometry, label = _selected_voxels(p, label)
     same = file_geometry.same_grid(geometry, tol=SAME_GRID_TOLERANCE_MM)
     if same:
         mask = selected.astype(np.uint8)

@@ -19,6 +19,7 @@ examples:
   pelabelup analyze path/to/dicom-series --out study-7 --device cuda --explainer ig --progress json
   pelabelup analyze cohort/ --batch --out analyses            # one sub-folder per input, resumable
   pelabelup analyze scan.nii.gz --out scan-analysis --arteries pulmonary_artery.nii.gz   # your artery mask
+  pelabelup analyze scan.nii.gz --out again --arteries corrected.seg.nrrd --arteries-label "Pulmonary arteries"
   torchrun --nproc_per_node=4 -m PELabelUpLib.cli.main analyze inputs.txt --batch --out analyses
 
 OUTDIR receives, on the input's exact grid: result.json, heatmap.nii.gz, pseudomask.nii.gz,
@@ -26,8 +27,9 @@ segmentation.nii.gz, arteries.nii.gz and segmentation.seg.nrrd. It appears only 
 or an error leaves nothing. Models: the bundled Resources/Models (or ${MODELS_DIR_ENV}), or --models-dir.
 --progress json prints one JSON object a line on stdout: {{"stage", "fraction", "message"}}, ending at 1.0.
 --arteries replaces the artery model's territory by a pulmonary-artery mask (a reader's, or another
-tool's, e.g. TotalSegmentator's pulmonary_artery; any grid, resampled onto the CT's). It should hold the
-arteries with what fills them, clots included: emboli are looked for inside it only.
+tool's, e.g. TotalSegmentator's pulmonary_artery; any grid, resampled onto the CT's), or by a segment of a
+.seg.nrrd (e.g. an analysis's segmentation.seg.nrrd with "Pulmonary arteries" corrected in Slicer). It should
+hold the arteries with what fills them, clots included: emboli are looked for inside it only.
 Exit status: 0 done, 1 some batch inputs failed, 2 bad input or model (one line on stderr), 143 SIGTERM.
 """
 
@@ -40,14 +42,15 @@ def _model_version(text: str) -> tuple[str, str]:
     return task, version
 
 
-def _positive_label(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
-    return value
+def _artery_label(text: str) -> int | str:
+    """A label map's artery label (a whole number from 1) or a ``.seg.nrrd`` segment's name or ID."""
+    if text.strip().lstrip("+-").isdigit():
+        if int(text) < 1:
+            raise argparse.ArgumentTypeError(f"a label is a whole number from 1, got {text!r}")
+        return int(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a label number or a segment name, got an empty text")
+    return text
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -79,10 +82,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default); none")
     p.add_argument("--batch", action="store_true", help="INPUT is a folder of inputs or a list file")
     p.add_argument("--arteries", type=Path, default=None, metavar="MASK",
-                   help="pulmonary-artery mask or label map (NIfTI, NRRD, MHA) used as the territory instead of the "
-                        "artery model's; one study only (for many, send pelabelup serve requests with \"arteries\")")
-    p.add_argument("--arteries-label", type=_positive_label, default=None, metavar="N",
-                   help="the artery label when MASK is a label map of several structures")
+                   help="pulmonary-artery mask or label map (NIfTI, NRRD, MHA) or 3D Slicer segmentation (.seg.nrrd) "
+                        "used as the territory instead of the artery model's; one study only (for many, send "
+                        "pelabelup serve requests with \"arteries\")")
+    p.add_argument("--arteries-label", type=_artery_label, default=None, metavar="LABEL",
+                   help="the artery label when MASK is a label map of several structures (a number), or the artery "
+                        "segment of a .seg.nrrd (its name or ID; default: its only segment, or its only one named "
+                        "like \"pulmonary artery\")")
     p.set_defaults(run=run)
 
 
