@@ -59,7 +59,8 @@ def test_a_mask_holding_the_clot_is_the_territory(tmp_path, a_clot_study, a_clot
     assert record["territory"] == {
         "source": "file", "file": "pa.nii.gz", "sha256": hashlib.sha256(mask_file.read_bytes()).hexdigest(),
         "label": None, "resampled": False, "voxels": int(a_clot_box.sum()),
-        "volume_ml": round(int(a_clot_box.sum()) * float(np.prod(volume.geometry.spacing_mm)) / 1000, 3)}
+        "volume_ml": round(int(a_clot_box.sum()) * float(np.prod(volume.geometry.spacing_mm)) / 1000, 3),
+        "holes_filled_voxels": 0}
 
 
 def test_a_mask_without_the_clot_finds_nothing_the_model_would(tmp_path, a_clot_study, a_nifti_study, a_models_dir):
@@ -240,3 +241,23 @@ def test_labels_of_the_wrong_kind_are_refused(tmp_path, a_clot_study, a_clot_box
     plain = write_volume(a_clot_box, tmp_path / "plain.seg.nrrd", volume.geometry)
     with pytest.raises(InputError, match=r"plain\.seg\.nrrd: lists no segment \(no Segment0_ID field\)"):
         read_territory(plain, volume.geometry)
+
+
+def test_a_lumen_only_mask_gets_its_enclosed_clot_back(tmp_path, a_clot_study, a_clot_box, a_nifti_study,
+                                                        a_models_dir):
+    """A segmentation of the opacified lumen leaves a hole where the clot sits with blood around it: the hole is
+    filled, so the clot is found; a cut through the whole calibre is left open."""
+    volume, clot = a_clot_study
+    lumen = a_clot_box * ~clot
+    territory = read_territory(write_volume(lumen, tmp_path / "lumen.nii.gz", volume.geometry), volume.geometry)
+    np.testing.assert_array_equal(territory.mask, a_clot_box)
+    assert territory.record["holes_filled_voxels"] == int(clot.sum())
+
+    cut = a_clot_box.copy()
+    cut[CLOT_SLICES.start:CLOT_SLICES.stop] = 0  # the clot's slices missing from the mask: an open gap
+    assert read_territory(write_volume(cut, tmp_path / "cut.nii.gz", volume.geometry),
+                          volume.geometry).record["holes_filled_voxels"] == 0
+
+    out = analyze(a_nifti_study, tmp_path / "out", device="cpu", models_dir=a_models_dir,
+                  arteries=tmp_path / "lumen.nii.gz")
+    assert (read_mask(out / "pseudomask.nii.gz") > 0)[clot].mean() > 0.8

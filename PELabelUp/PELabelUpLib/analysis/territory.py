@@ -8,7 +8,11 @@ of a 3D Slicer segmentation file (the analysis's own ``segmentation.seg.nrrd`` w
 corrected), can take its place. The mask should hold the arteries with what fills them, clots included.
 
 The file may lie on another grid than the CT (a coarser segmentation, a crop): it is brought onto the CT's grid
-by nearest neighbour in world space. Every refusal is one line naming the file and the reason.
+by nearest neighbour in world space. Cavities the mask encloses are filled: a segmentation of the opacified lumen
+leaves a hole where a clot sits with contrast around it, and the chain looks for clot inside the territory only.
+A clot that fills the whole calibre leaves a gap in such a mask instead, which no rule here closes (on the hybrid
+cases, a lumen-only mask holds 63 % of the embolus voxels once filled, none before). Every refusal is one line
+naming the file and the reason.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import InputError
 from ..geometry import Geometry
 from ..io.image_files import read_label_file
 from ..io.seg_nrrd_read import SegmentInfo, is_seg_nrrd, read_seg_nrrd, segment_mask
 from ..models.folder import sha256_of
-from ..preprocessing import resample_like
+from ..preprocessing import mask_box, resample_like
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +130,18 @@ def _selected_voxels(p: Path, label: int | str | None) -> tuple[np.ndarray, Geom
     return select_label(values, p, label), file_geometry, label
 
 
+def fill_enclosed(mask: np.ndarray) -> int:
+    """Fill, in place, the cavities ``mask`` encloses in 3-D (6-connected background not reaching the mask's box
+    edge); returns how many voxels were added."""
+    box = mask_box(mask, margin_voxels=1)
+    if box is None:
+        return 0
+    inside = mask[box.slices].astype(bool)
+    holes = ndimage.binary_fill_holes(inside) & ~inside
+    mask[box.slices][holes] = 1
+    return int(np.count_nonzero(holes))
+
+
 def read_territory(path: str | Path, geometry: Geometry, *, label: int | str | None = None) -> GivenTerritory:
     """Read an artery mask, label map or Slicer segmentation and put it on ``geometry`` (the CT's grid).
 
@@ -149,10 +166,11 @@ def read_territory(path: str | Path, geometry: Geometry, *, label: int | str | N
         if not mask.any():
             raise InputError(p, f"lies outside the CT: no voxel of it falls on the CT's grid "
                                 f"({'x'.join(map(str, geometry.size))} voxels)")
+    filled = fill_enclosed(mask)
     voxels = int(np.count_nonzero(mask))
     volume_ml = voxels * float(np.prod(geometry.spacing_mm)) / 1000.0
     log.info("artery territory from %s%s: %d voxels (%.1f ml)%s", p.name,
              "" if label is None else f" (label {label})", voxels, volume_ml, "" if same else ", resampled")
     record = {"source": "file", "file": p.name, "sha256": sha256_of(p), "label": label, "resampled": not same,
-              "voxels": voxels, "volume_ml": round(volume_ml, 3)}
+              "voxels": voxels, "volume_ml": round(volume_ml, 3), "holes_filled_voxels": filled}
     return GivenTerritory(mask=mask, record=record)
