@@ -8,6 +8,7 @@ The Test keeps the ``unittest`` assertions of Slicer's template (Slicer's runner
 """
 # ruff: noqa: PT009
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -384,6 +385,19 @@ class PELabelUpTest(ScriptedLoadableModuleTest):
         self.assertEqual(review.segment_ids["PE pseudo-mask"], pseudomask_id)
         self.assertEqual(review.emboli_table.GetNumberOfRows(), len(review.record.emboli))
         self.assertEqual(review.slice_table.GetNumberOfRows(), case.ct.geometry.size[2])
+
+        self.delayDisplay("Correcting the artery territory and analysing again with it")
+        arteries_id = review.segment_ids["Pulmonary arteries"]
+        set_segment_mask(review.segmentation, arteries_id, case.arteries > 0, review.ct)
+        again = logic.analyze_async(logic.case_node, output_folder=root / "again", device="cpu",
+                                    artery_segmentation=review.segmentation, artery_segment_id=arteries_id)
+        self.assertEqual(logic.wait(timeout_s=900), "done", logic.process.error_message())
+        logic.close_worker()
+        given = json.loads((again / "result.json").read_text())["territory"]
+        self.assertEqual((given["source"], given["file"]), ("file", "arteries-given.nrrd"))
+        self.assertEqual(given["voxels"], int((case.arteries > 0).sum()) + given["holes_filled_voxels"])
+        review = logic.review
+        self.assertEqual(Path(review.record.folder).resolve(), again.resolve())
 
         self.delayDisplay("Editing the pseudo-mask and exporting it")
         added = case.arteries > 0
