@@ -151,7 +151,9 @@ def test_cli_refusals_are_one_line_and_leave_nothing(tmp_path, a_clot_study, a_n
     assert not out.exists() and list(tmp_path.iterdir()) == [empty]
     batch = run_cli("analyze", str(a_nifti_study.parent), "--batch", "--out", str(out), "--arteries", str(empty),
                     *common)
-    assert batch.returncode == 2 and "not with --batch" in batch.stderr and not out.exists()
+    assert batch.returncode == 2 and not out.exists()
+    assert batch.stderr.strip().splitlines()[-1].endswith("must name {input_dir} and/or {input_stem} (one mask per "
+                                                          "input)")
     label = run_cli("analyze", str(a_nifti_study), "--out", str(out), "--arteries-label", "3", *common)
     assert label.returncode == 2 and "needs an artery mask (--arteries)" in label.stderr and not out.exists()
 
@@ -261,3 +263,31 @@ def test_a_lumen_only_mask_gets_its_enclosed_clot_back(tmp_path, a_clot_study, a
     out = analyze(a_nifti_study, tmp_path / "out", device="cpu", models_dir=a_models_dir,
                   arteries=tmp_path / "lumen.nii.gz")
     assert (read_mask(out / "pseudomask.nii.gz") > 0)[clot].mean() > 0.8
+
+
+def test_a_batch_takes_each_inputs_mask_from_a_pattern(tmp_path, a_clot_study, a_clot_box, a_models_dir):
+    """``--batch --arteries 'masks/{input_stem}.nrrd'``: each study its own mask; one without a mask fails alone."""
+    volume, clot = a_clot_study
+    studies = tmp_path / "studies"
+    for name in ("first", "second", "third"):
+        write_volume(volume, studies / f"{name}.nii.gz")
+    elsewhere = box_mask(volume.hu.shape, slice(0, CLOT_SLICES.start - 4), slice(4, 40), slice(4, 36))
+    write_volume(a_clot_box, tmp_path / "masks" / "first.nrrd", volume.geometry)
+    write_volume(elsewhere, tmp_path / "masks" / "second.nrrd", volume.geometry)
+    pattern = str(tmp_path / "masks" / "{input_stem}.nrrd")
+    done = run_cli("analyze", str(studies), "--batch", "--out", str(tmp_path / "out"), "--arteries", pattern,
+                   "--models-dir", str(a_models_dir), "--device", "cpu", "--progress", "none")
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "third: error: " in done.stderr and "third.nrrd: file or folder not found" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["first", "second"]
+    np.testing.assert_array_equal(read_mask(tmp_path / "out" / "first" / "arteries.nii.gz"), a_clot_box)
+    np.testing.assert_array_equal(read_mask(tmp_path / "out" / "second" / "arteries.nii.gz"), elsewhere)
+    assert (read_mask(tmp_path / "out" / "first" / "pseudomask.nii.gz") > 0)[clot].mean() > 0.8
+    assert not read_mask(tmp_path / "out" / "second" / "pseudomask.nii.gz").any()
+    records = [json.loads((tmp_path / "out" / n / "result.json").read_text())["territory"] for n in ("first", "second")]
+    assert [r["file"] for r in records] == ["first.nrrd", "second.nrrd"]
+
+    one = run_cli("analyze", str(studies / "first.nii.gz"), "--out", str(tmp_path / "one"), "--arteries", pattern,
+                  "--models-dir", str(a_models_dir), "--device", "cpu", "--progress", "none")
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert "artery territory from first.nrrd" in one.stdout

@@ -8,6 +8,10 @@ removing partial folders that killed runs left. An input that fails (unreadable,
 batch goes on; missing or tampered models stop it before the first input. SIGTERM stops it (the input in
 progress leaves nothing).
 
+With ``arteries`` (``--arteries`` with ``--batch``), a pattern names each input's artery mask
+(:func:`~.territory.mask_for_input`: ``{input_dir}``, ``{input_stem}``), which replaces the artery model's
+territory for that input; an input whose mask is missing or unusable fails like an unreadable one.
+
 Under ``torchrun --nproc_per_node=W``, process ``RANK = r`` takes the inputs ``r::W`` of the sorted list; on
 CUDA it uses GPU ``LOCAL_RANK``. The processes need no communication, so no process group is started.
 """
@@ -25,12 +29,13 @@ from typing import Literal
 from ..errors import InputError
 from ..explain.registry import DEFAULT_EXPLAINER
 from ..io.dicom_scan import is_dicom_candidate
-from ..io.image_files import image_extension
+from ..io.image_files import image_extension, image_stem
 from ..labelup.pipeline import LabelUpSettings
 from .device import resolve_device
 from .outputs import is_complete, remove_partial_folders
 from .progress import Progress, ScaledProgress
 from .run import INPUT_ERRORS, analyze_volume, chain_settings, load_models_timed, read_input
+from .territory import check_pattern, mask_for_input
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +93,6 @@ def list_inputs(source: str | Path) -> list[Path]:
     return inputs
 
 
-def _strip_extension(name: str) -> str:
-    for ext in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return name
-
-
 def output_names(inputs: Sequence[Path]) -> list[str]:
     """One output folder name per input: its path below the inputs' common folder, extension dropped,
     ``/`` written as ``__`` (``cohort/case_7/ct.nii.gz`` in a list of cohort cases -> ``case_7__ct``).
@@ -104,7 +102,7 @@ def output_names(inputs: Sequence[Path]) -> list[str]:
     """
     resolved = [Path(p).absolute() for p in inputs]
     common = Path(os.path.commonpath([p.parent for p in resolved])) if resolved else Path()
-    names = ["__".join((*p.parent.relative_to(common).parts, _strip_extension(p.name))) for p in resolved]
+    names = ["__".join((*p.parent.relative_to(common).parts, image_stem(p.name))) for p in resolved]
     seen: dict[str, Path] = {}
     for name, p in zip(names, inputs, strict=True):
         if name in seen:
@@ -143,7 +141,7 @@ def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: 
                   explainer: str = DEFAULT_EXPLAINER, precision: str = "auto", models_dir: str | Path | None = None,
                   progress: Progress | None = None, model_versions: dict[str, str] | None = None,
                   settings: LabelUpSettings | None = None, rank: int | None = None,
-                  world_size: int | None = None) -> list[BatchItem]:
+                  world_size: int | None = None, arteries: str | None = None) -> list[BatchItem]:
     """Analyse this process's share of ``inputs`` into ``out_dir/<name>/``, skipping finished ones.
 
     Args:
@@ -154,14 +152,19 @@ def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: 
             ``context`` dict attribute (:class:`~.progress.JsonLinesProgress`) also gets ``input``, ``index``
             and ``total`` of the input in progress (and ``rank`` under torchrun).
         rank, world_size: this process's place; ``None``: from torchrun's environment (or 0 of 1).
+        arteries: a pattern naming each input's artery mask (:func:`~.territory.mask_for_input`), used as its
+            territory instead of the artery model's; an input whose mask is missing or unusable fails.
 
     Returns:
         one :class:`BatchItem` per input of the share, in order.
 
     Raises:
         InputError: missing or tampered models (before any input is read).
-        ValueError: colliding output names, unknown explainer, precision or device.
+        ValueError: colliding output names, unknown explainer, precision or device, a pattern without a
+            placeholder.
     """
+    if arteries is not None:
+        check_pattern(arteries)
     env_rank, env_world, local_rank = torchrun_rank()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
@@ -193,11 +196,12 @@ def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: 
         remove_partial_folders(target)
         t0 = time.perf_counter()
         try:
-            volume, load_seconds = read_input(path, scaled)
+            volume, load_seconds = read_input(path, scaled, arteries=None if arteries is None
+                                              else mask_for_input(arteries, path))
             timings = {"models": model_seconds if position == share.index(todo[0]) else 0.0, "load": load_seconds}
             analyze_volume(volume.ct, target, models=models, device=torch_device, settings=settings, progress=scaled,
                            timings_s=timings, extra={"batch": {"rank": rank, "world_size": world_size,
-                                                              "name": name}})
+                                                              "name": name}}, territory=volume.territory)
         except INPUT_ERRORS as exc:  # this input fails, the batch goes on
             reason = " ".join(str(exc).split())
             log.error("%s: %s", name, reason)

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..geometry import Geometry
-from ..io.image_files import read_label_file
+from ..io.image_files import image_stem, read_label_file
 from ..io.seg_nrrd_read import SegmentInfo, is_seg_nrrd, read_seg_nrrd, segment_mask
 from ..models.folder import sha256_of
 from ..preprocessing import mask_box, resample_like
@@ -128,6 +128,33 @@ def _selected_voxels(p: Path, label: int | str | None) -> tuple[np.ndarray, Geom
         label = int(label)
     values, file_geometry = read_label_file(p)
     return select_label(values, p, label), file_geometry, label
+
+
+#: the placeholders of an artery-mask pattern (``--arteries`` with ``--batch``), filled from each input's path
+PATTERN_FIELDS = ("input_dir", "input_stem")
+
+
+def check_pattern(pattern: str) -> str:
+    """``pattern`` when it names at least one of :data:`PATTERN_FIELDS` and nothing else, else ``ValueError``."""
+    import string
+
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"artery mask pattern {pattern!r}: {exc}") from None
+    unknown = fields - set(PATTERN_FIELDS)
+    if unknown or not fields:
+        raise ValueError(f"artery mask pattern {pattern!r} must name {{input_dir}} and/or {{input_stem}}"
+                         + (f", not {{{sorted(unknown)[0]}}}" if unknown else "") + " (one mask per input)")
+    return pattern
+
+
+def mask_for_input(pattern: str, input_path: str | Path) -> Path:
+    """The artery mask of one input: ``pattern`` with ``{input_dir}`` (the input's folder; a DICOM folder's own
+    parent) and ``{input_stem}`` (its name without the image extension) filled in, e.g.
+    ``{input_dir}/arteries.nii.gz`` beside each CT, or ``masks/{input_stem}/pulmonary_artery.nii.gz``."""
+    p = Path(input_path)
+    return Path(check_pattern(pattern).format(input_dir=str(p.parent), input_stem=image_stem(p.name)))
 
 
 def fill_enclosed(mask: np.ndarray) -> int:

@@ -20,6 +20,7 @@ examples:
   pelabelup analyze cohort/ --batch --out analyses            # one sub-folder per input, resumable
   pelabelup analyze scan.nii.gz --out scan-analysis --arteries pulmonary_artery.nii.gz   # your artery mask
   pelabelup analyze scan.nii.gz --out again --arteries corrected.seg.nrrd --arteries-label "Pulmonary arteries"
+  pelabelup analyze cts.txt --batch --out analyses --arteries 'masks/{{input_stem}}/pulmonary_artery.nii.gz'
   torchrun --nproc_per_node=4 -m PELabelUpLib.cli.main analyze inputs.txt --batch --out analyses
 
 OUTDIR receives, on the input's exact grid: result.json, heatmap.nii.gz, pseudomask.nii.gz,
@@ -83,8 +84,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", action="store_true", help="INPUT is a folder of inputs or a list file")
     p.add_argument("--arteries", type=Path, default=None, metavar="MASK",
                    help="pulmonary-artery mask or label map (NIfTI, NRRD, MHA) or 3D Slicer segmentation (.seg.nrrd) "
-                        "used as the territory instead of the artery model's; one study only (for many, send "
-                        "pelabelup serve requests with \"arteries\")")
+                        "used as the territory instead of the artery model's; with --batch a pattern naming each "
+                        "input's mask through {input_dir} and {input_stem}, e.g. '{input_dir}/arteries.nii.gz'")
     p.add_argument("--arteries-label", type=_artery_label, default=None, metavar="LABEL",
                    help="the artery label when MASK is a label map of several structures (a number), or the artery "
                         "segment of a .seg.nrrd (its name or ID; default: its only segment, or its only one named "
@@ -105,6 +106,15 @@ def _summary(out: Path) -> str:
             f"segmentation: {record['segmentation_source']}; device {record['device']['device']}; outputs in {out}")
 
 
+def _one_mask(arteries: Path | None, input_path: Path) -> Path | None:
+    """The one study's artery mask: ``arteries``, or the mask a pattern names for ``input_path``."""
+    from ..analysis.territory import PATTERN_FIELDS, mask_for_input
+
+    if arteries is None or not any(f"{{{name}}}" in str(arteries) for name in PATTERN_FIELDS):
+        return arteries
+    return mask_for_input(str(arteries), input_path)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..analysis.batch import analyze_batch, list_inputs
     from ..analysis.run import analyze
@@ -113,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
         progress: JsonLinesProgress | HumanProgress = JsonLinesProgress(sys.stdout)
     else:
         progress = HumanProgress(sys.stderr, disable=True if args.progress == "none" else None)  # None: TTY only
-    if args.batch and (args.arteries is not None or args.arteries_label is not None):
-        print("pelabelup analyze: error: --arteries names one study's mask; not with --batch (send pelabelup serve "
-              "requests with \"arteries\" for many)", file=sys.stderr)
+    if args.batch and args.arteries_label is not None:
+        print("pelabelup analyze: error: --arteries-label is for one study's mask; not with --batch",
+              file=sys.stderr)
         return 2
     options = {"device": args.device, "explainer": args.explainer, "precision": args.precision,
                "models_dir": args.models_dir,
@@ -124,10 +134,11 @@ def run(args: argparse.Namespace) -> int:
     with sigterm_raises():
         try:
             if args.batch:
-                items = analyze_batch(list_inputs(args.input), args.out, **options)
+                items = analyze_batch(list_inputs(args.input), args.out,
+                                      arteries=None if args.arteries is None else str(args.arteries), **options)
             else:
-                out = analyze(args.input, args.out, arteries=args.arteries, arteries_label=args.arteries_label,
-                              **options)
+                out = analyze(args.input, args.out, arteries=_one_mask(args.arteries, args.input),
+                              arteries_label=args.arteries_label, **options)
         except Terminated:
             print("pelabelup analyze: terminated (SIGTERM); the output in progress was removed", file=sys.stderr)
             return EXIT_TERMINATED

@@ -55,6 +55,12 @@ def image_extension(path: str | Path) -> str | None:
     return None
 
 
+def image_stem(name: str) -> str:
+    """``name`` without its image extension (:func:`image_extension`, or ``.dcm``): ``scan.nii.gz`` -> ``scan``."""
+    ext = image_extension(name) or (".dcm" if name.lower().endswith(".dcm") else None)
+    return name[: -len(ext)] if ext else name
+
+
 def _itk_reason(exc: Exception, path: Path) -> str:
     """The useful part of an ITK exception message, without source locations or object addresses.
 
