@@ -15,12 +15,13 @@ from scipy import ndimage
 
 from PELabelUpLib.errors import InputError
 from PELabelUpLib.evaluate import lesion_detection
-from PELabelUpLib.evaluate.cohort import component_peaks, evaluate_cohort
+from PELabelUpLib.evaluate.cohort import evaluate_cohort
 from PELabelUpLib.evaluate.predictions import read_study_probability
 from PELabelUpLib.evaluate.report import write_report
 from PELabelUpLib.evaluate.summary import summarise
 from PELabelUpLib.geometry import Geometry
 from PELabelUpLib.io import write_volume
+from PELabelUpLib.pseudomask.selection import peaks_by_label
 
 
 @pytest.fixture(scope="module")
@@ -326,12 +327,12 @@ def test_counts_agree_with_lesion_detection_and_two_workers_with_one(a_cohort, t
     assert summarise(evaluation) == summarise(evaluate_cohort(a_cohort, tmp_path, workers=2))
 
 
-def test_component_peaks_match_scipy():
+def test_peaks_by_label_match_scipy():
     rng = np.random.default_rng(4)
     labels, n = components(rng.uniform(size=(6, 20, 20)) < 0.2)
     heat = rng.uniform(size=labels.shape)
     expected = ndimage.maximum(heat, labels=labels, index=np.arange(1, n + 1))
-    np.testing.assert_array_equal(component_peaks(labels, n, heat), expected)
+    np.testing.assert_array_equal(peaks_by_label(labels, n, heat), expected)
 
 
 def test_an_unknown_cohort_folder_is_refused(tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from PELabelUpLib.pseudomask import component_peaks, select_components
+from PELabelUpLib.pseudomask.selection import peaks_by_label
 
 LOW, HIGH = 0.3, 0.8
 
@@ -61,6 +62,13 @@ def test_cold_heatmap_selects_nothing(a_candidate_map):
 def test_component_peaks(a_candidate_map, a_heatmap):
     assert component_peaks(a_candidate_map, a_heatmap) == {1: 0.5, 2: 0.6, 3: 0.95, 4: 0.0}
     assert component_peaks(np.zeros((3, 3), dtype=int), np.ones((3, 3))) == {}
+
+
+def test_peaks_ignore_nan_and_report_labels_without_voxels():
+    labels = np.array([[1, 1, 0, 3], [0, 4, 4, 3]])
+    heat = np.array([[0.2, np.nan, 9.0, np.nan], [0.1, 0.7, 0.3, np.nan]])
+    np.testing.assert_array_equal(peaks_by_label(labels, 5, heat), [0.2, -np.inf, -np.inf, 0.7, -np.inf])
+    assert component_peaks(labels, heat) == {1: 0.2, 3: -np.inf, 4: 0.7}
 
 
 def test_bad_inputs_fail_fast(a_candidate_map, a_heatmap):

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..pseudomask.selection import peaks_by_label
 from ._grid import label_components
 from .froc import FrocCase, froc_case
 from .levels import found_by_level
@@ -123,17 +124,6 @@ class CohortEvaluation:
     tolerance_mm: float
 
 
-def component_peaks(labels: np.ndarray, n_labels: int, heatmap: np.ndarray) -> np.ndarray:
-    """``(n_labels,)``: the peak of ``heatmap`` over each label ``1..n_labels`` of ``labels`` (same shape).
-
-    Visits only the labelled voxels (``ndimage.maximum`` sorts the whole volume).
-    """
-    peaks = np.full(n_labels, -np.inf)
-    inside = labels > 0
-    np.maximum.at(peaks, labels[inside] - 1, heatmap[inside].astype(float))
-    return peaks
-
-
 def missed_outside_territory(truth_labels: np.ndarray, lesion_scores: np.ndarray, territory: np.ndarray) -> int:
     """How many missed emboli (``lesion_scores`` not finite, one per label of ``truth_labels``, the
     :func:`label_components` of the reference) have no voxel in ``territory``."""
@@ -157,7 +147,7 @@ def evaluate_case(truth: GroundTruth, prediction: Prediction, *,
     truth_mask = truth.emboli != 0
     mask = prediction.mask
     pred_labels, n_findings = label_components(mask)
-    scores = component_peaks(pred_labels, n_findings, prediction.heatmap)
+    scores = peaks_by_label(pred_labels, n_findings, prediction.heatmap)
     # froc_case matches findings to emboli with lesion_detection's definitions: an embolus is detected when
     # its score is finite (some finding overlaps it); each unmatched finding is one false positive
     truth_components = label_components(truth_mask)
