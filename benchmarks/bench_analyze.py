@@ -5,6 +5,7 @@
     python benchmarks/bench_analyze.py --device cuda --repeat 2 # on a GPU machine (mixed precision); 2nd run warm
     python benchmarks/bench_analyze.py --size 128 128 60 --with-segmenter   # random segmenter too
     python benchmarks/bench_analyze.py --precision float32 --no-tracemalloc  # full precision, clean timings
+    python benchmarks/bench_analyze.py --given-arteries --no-tracemalloc     # analyze --arteries: the phantom's mask
 
 The study is a synthetic CTPA phantom with emboli (``synthetic.generate_phantom``) written as NIfTI, read back
 by ``analyze`` like any input. Models: the bundled ones (``Resources/Models``, or ``--models-dir``) when
@@ -76,9 +77,12 @@ def random_models(folder: Path, with_segmenter: bool) -> Path:
     return folder
 
 
-def make_study(path: Path, seed: int, size: tuple[int, int, int], spacing_mm: tuple[float, float, float]) -> None:
+def make_study(path: Path, seed: int, size: tuple[int, int, int], spacing_mm: tuple[float, float, float],
+               arteries_path: Path | None = None) -> None:
     case = generate_phantom(seed, size_xy=size[:2], n_slices=size[2], spacing_mm=spacing_mm, positive=True)
     write_volume(case.ct, path)
+    if arteries_path is not None:
+        write_volume(case.arteries, arteries_path, case.ct.geometry)
 
 
 class StageMemory:
@@ -128,6 +132,8 @@ def main() -> int:
     parser.add_argument("--with-segmenter", action="store_true",
                         help="random models: add a random segmenter (none is bundled yet; it is slow on CPU)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--given-arteries", action="store_true",
+                        help="give the phantom's own artery mask (analyze --arteries) instead of running the artery model")
     parser.add_argument("--repeat", type=int, default=1,
                         help="analyse the study this many times in one process (the table is the last run's)")
     args = parser.parse_args()
@@ -140,15 +146,17 @@ def main() -> int:
         work = Path(tmp)
         t0 = time.perf_counter()
         study = work / "study.nii.gz"
+        given = work / "arteries.nii.gz" if args.given_arteries else None
         # a child process makes the phantom, so this process's memory high-water mark is the analysis's alone
         maker = multiprocessing.get_context("spawn").Process(
-            target=make_study, args=(study, args.seed, tuple(args.size), tuple(args.spacing)))
+            target=make_study, args=(study, args.seed, tuple(args.size), tuple(args.spacing), given))
         maker.start()
         maker.join()
         if maker.exitcode != 0:
             raise SystemExit(f"making the phantom failed (exit {maker.exitcode})")
         print(f"study: phantom {args.seed}, {'x'.join(map(str, args.size))} voxels, spacing {args.spacing} mm, "
-              f"with emboli ({time.perf_counter() - t0:.0f} s to make)")
+              f"with emboli ({time.perf_counter() - t0:.0f} s to make)"
+              + ("; its artery mask given (--arteries)" if given else ""))
         try:
             find_models(models_dir=args.models_dir)
             models_dir, which = args.models_dir, "bundled (trained) models"
@@ -167,7 +175,8 @@ def main() -> int:
                 tracemalloc.start()
             started = time.perf_counter()
             out = analyze(study, work / f"out{run}", device=args.device, explainer=args.explainer,
-                          precision=args.precision, models_dir=models_dir, progress=memory, settings=settings)
+                          precision=args.precision, models_dir=models_dir, progress=memory, settings=settings,
+                          arteries=given)
             walls.append(time.perf_counter() - started)
             tracemalloc.stop()
             rows = memory.finish()
