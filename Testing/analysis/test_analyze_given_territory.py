@@ -240,6 +240,8 @@ def test_labels_of_the_wrong_kind_are_refused(tmp_path, a_clot_study, a_clot_box
     with pytest.raises(InputError, match=r"labels\.nrrd: is a label map: its artery label is a number, not 'arteries'"):
         read_territory(labels, volume.geometry, label="arteries")
     assert read_territory(labels, volume.geometry, label="2").record["label"] == 2
+    with pytest.raises(InputError, match=r"missing\.seg\.nrrd: file or folder not found$"):
+        read_territory(tmp_path / "missing.seg.nrrd", volume.geometry)
     plain = write_volume(a_clot_box, tmp_path / "plain.seg.nrrd", volume.geometry)
     with pytest.raises(InputError, match=r"plain\.seg\.nrrd: lists no segment \(no Segment0_ID field\)"):
         read_territory(plain, volume.geometry)

@@ -18,6 +18,7 @@ naming the file and the reason.
 from __future__ import annotations
 
 import logging
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,6 @@ PATTERN_FIELDS = ("input_dir", "input_stem")
 
 def check_pattern(pattern: str) -> str:
     """``pattern`` when it names at least one of :data:`PATTERN_FIELDS` and nothing else, else ``ValueError``."""
-    import string
-
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
     except ValueError as exc:

@@ -64,6 +64,8 @@ def read_seg_nrrd(path: str | Path) -> tuple[np.ndarray, Geometry, list[SegmentI
         InputError: unreadable, not 3-D, no segment listed, a segment whose layer the file lacks.
     """
     p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "file or folder not found" if not p.exists() else "is a folder, not a segmentation file")
     try:
         image = sitk.ReadImage(str(p))
     except RuntimeError as exc:
