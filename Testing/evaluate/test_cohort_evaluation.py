@@ -284,6 +284,8 @@ def test_a_prediction_of_another_size_is_refused(a_cohort, truth_cases, perfect_
     ("pe_probability", 1.5, "must lie in"),
     ("pe_probability", "high", "finite number"),
     ("slice_probabilities", [0.5] * 3, "one per axial slice"),
+    ("territory", {"source": "atlas"}, r"territory must be an object whose source is one of \('model', 'file'\)"),
+    ("territory", "file", "territory must be an object"),
 ])
 def test_a_malformed_result_json_names_it(a_cohort, truth_cases, perfect_predictions, tmp_path, field, value,
                                          reason):
@@ -363,3 +365,21 @@ def test_emboli_are_counted_by_the_level_case_json_names(a_cohort, truth_cases, 
     assert negative.found_by_level == {}
     written = write_report(evaluation, tmp_path / "report")
     assert "Emboli detected by level" in written.report_md.read_text()
+
+
+def test_given_territories_are_counted_and_named_in_the_report(a_cohort, truth_cases, perfect_predictions, tmp_path):
+    """result.json's territory.source: ``file`` (an artery mask given to the analysis) or ``model`` (also when
+    absent, as in analyses made before it was recorded)."""
+    predictions = spoilable(perfect_predictions, tmp_path)
+    for case in truth_cases[:2]:
+        path = predictions / case.case_id / "result.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"territory": {"source": "file", "file": "pa.nrrd"}}))
+    path = predictions / truth_cases[2].case_id / "result.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"territory": {"source": "model"}}))
+    evaluation = evaluate_cohort(a_cohort, predictions)
+    assert [c.territory_source for c in evaluation.cases] == ["file", "file"] + ["model"] * (len(truth_cases) - 2)
+    report = write_report(evaluation, tmp_path / "report", n_worst=0, n_best=0)
+    metrics = json.loads(report.metrics_json.read_text())
+    assert metrics["inputs"]["territory_sources"] == {"model": len(truth_cases) - 2, "file": 2}
+    assert (f"| artery territory | the artery model's in {len(truth_cases) - 2} cases, given to the analysis "
+            "(--arteries) in 2 |") in report.report_md.read_text()

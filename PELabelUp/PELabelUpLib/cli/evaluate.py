@@ -88,5 +88,9 @@ def run(args: argparse.Namespace) -> int:
         print("  emboli detected by level: " + ", ".join(f"{k} {f}/{n}" for k, (f, n) in det["by_level"].items()))
     if det.get("missed_outside_territory") is not None:
         print(f"  missed emboli with no voxel in the predicted territory: {det['missed_outside_territory']}/{det['fn']}")
+    given = sum(c.territory_source == "file" for c in evaluation.cases)
+    if given:
+        print(f"  artery territory given to the analysis (--arteries), not predicted, in {given} of "
+              f"{len(evaluation.cases)} cases")
     print(f"report: {report.report_md} (metrics: {report.metrics_json})")
     return 0

@@ -70,6 +70,7 @@ class CaseResult:
             chain looks for clot inside the territory only), ``None`` without ``arteries.nii.gz``.
         found_by_level: ``{level: [found, total]}`` of the emboli whose level the ground truth names
             (:func:`~.levels.found_by_level`); empty when it names none.
+        territory_source: ``model`` or ``file`` (an artery mask given to the analysis), from result.json.
     """
 
     case: CohortCase
@@ -94,6 +95,7 @@ class CaseResult:
     artery_dice: float | None
     fn_outside_territory: int | None = None
     found_by_level: dict[str, list[int]] = field(default_factory=dict)
+    territory_source: str = "model"
 
     @property
     def case_id(self) -> str:
@@ -177,6 +179,7 @@ def evaluate_case(truth: GroundTruth, prediction: Prediction, *,
         pointing_slice_hits=int(np.nansum(slice_hits)), pointing_slices=int(positive_slices.size),
         pointing_study_hit=study_hit, artery_dice=artery_dice, fn_outside_territory=fn_outside,
         found_by_level=found_by_level(mask, truth.emboli, truth.levels) if truth.levels else {},
+        territory_source=prediction.territory_source,
     )
 
 

@@ -11,7 +11,8 @@ Predictions (the analysis contract): ``<predictions>/<case_id>/`` (in the RSPECT
 
 * ``result.json``: ``pe_probability`` (float in [0, 1]), ``slice_probabilities`` (one float in [0, 1] per
   axial slice k of the case's grid), ``emboli`` (list of dicts: ``label``, ``voxels``, ``volume_mm3``,
-  ``centroid_lps_mm``, ``peak_heat``, ...);
+  ``centroid_lps_mm``, ``peak_heat``, ...), optional ``territory.source`` (``model``, the default, or ``file``:
+  an artery mask was given, ``pelabelup analyze --arteries``);
 * ``heatmap.nii.gz`` (float32 in [0, 1]) and ``pseudomask.nii.gz`` (uint8 0/1);
 * optional ``segmentation.nii.gz`` (uint8 0/1) and ``arteries.nii.gz`` (uint8 0/1, artery territory);
 
@@ -44,6 +45,8 @@ MaskChoice = Literal["pseudomask", "segmentation"]
 MASK_CHOICES: tuple[MaskChoice, ...] = ("pseudomask", "segmentation")
 HEAT_TOLERANCE = 1e-4  # heat slightly outside [0, 1] from float rounding is accepted (and clipped)
 RESULT_JSON = "result.json"
+#: ``territory.source`` of result.json: the artery model's territory, or a mask given to the analysis
+TERRITORY_SOURCES = ("model", "file")
 HEATMAP_FILE = "heatmap.nii.gz"
 ARTERIES_FILE = "arteries.nii.gz"
 
@@ -106,6 +109,8 @@ class Prediction:
         mask: ``bool (Z, Y, X)``: the chosen mask (pseudo-mask or segmentation), nonzero = embolus.
         mask_kind: which file ``mask`` came from.
         arteries: ``bool (Z, Y, X)`` predicted artery territory, or ``None`` when not given.
+        territory_source: where that territory came from: ``model`` (the artery model's), or ``file`` (a mask
+            given to the analysis); result.json's ``territory.source``.
     """
 
     folder: Path
@@ -116,6 +121,7 @@ class Prediction:
     mask: np.ndarray
     mask_kind: MaskChoice
     arteries: np.ndarray | None
+    territory_source: str = "model"
 
 
 def read_cohort(cohort_dir: str | Path) -> list[CohortCase]:
@@ -222,8 +228,13 @@ def read_prediction(folder: str | Path, truth: GroundTruth, *, mask: MaskChoice 
     chosen = _read_on_grid(root / f"{mask}.nii.gz", truth.geometry) != 0
     arteries_path = root / ARTERIES_FILE
     arteries = _read_on_grid(arteries_path, truth.geometry) != 0 if arteries_path.is_file() else None
+    territory = result.get("territory", {"source": "model"})
+    if not isinstance(territory, dict) or territory.get("source") not in TERRITORY_SOURCES:
+        raise InputError(result_path, f"territory must be an object whose source is one of {TERRITORY_SOURCES}, "
+                                      f"got {json.dumps(territory)[:120]}")
     return Prediction(folder=root, pe_probability=pe_probability, slice_probabilities=slice_probabilities,
-                      emboli=emboli, heatmap=heatmap, mask=chosen, mask_kind=mask, arteries=arteries)
+                      emboli=emboli, heatmap=heatmap, mask=chosen, mask_kind=mask, arteries=arteries,
+                      territory_source=territory["source"])
 
 
 def read_study_probability(folder: str | Path) -> float:

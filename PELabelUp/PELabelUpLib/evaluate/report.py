@@ -27,7 +27,7 @@ from ..geometry import grid_differences
 from ..io import load_ct
 from .cohort import CaseResult, CohortEvaluation
 from .plots import plot_case_panel, plot_froc, plot_roc
-from .predictions import MaskChoice, read_ground_truth, read_prediction
+from .predictions import TERRITORY_SOURCES, MaskChoice, read_ground_truth, read_prediction
 from .report_markdown import render_markdown
 from .summary import FP_RATES_PER_SCAN, case_rows, froc_of, roc_of, summarise
 
@@ -79,6 +79,8 @@ def metrics_document(evaluation: CohortEvaluation, out_dir: str | Path,
             "n_slices": int(labels.size),
             "n_positive_slices": int(labels.sum()),
             "n_emboli": sum(c.n_emboli for c in cases),
+            "territory_sources": {source: sum(c.territory_source == source for c in cases)
+                                  for source in TERRITORY_SOURCES},
         },
         "settings": {
             "mask": evaluation.mask,

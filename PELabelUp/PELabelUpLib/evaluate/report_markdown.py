@@ -63,6 +63,16 @@ def summary_rows(m: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def territory_sources(counts: dict[str, int]) -> str:
+    """Where the evaluated analyses' artery territories came from, for the Inputs table."""
+    given, model = counts.get("file", 0), counts.get("model", 0)
+    if not given:
+        return "the artery model's, in every case"
+    if not model:
+        return "given to the analysis (--arteries) in every case: the artery Dice scores those masks, not a model"
+    return f"the artery model's in {plural(model, 'case')}, given to the analysis (--arteries) in {given}"
+
+
 def case_table(cases: list[dict[str, Any]]) -> list[str]:
     header = ["case", "PE", "P(PE)", "slice AUC", "emboli", "TP", "FN", "FP", "Dice", "GT mL", "mask mL",
               "pointing (slices)", "artery Dice"]
@@ -116,6 +126,7 @@ def render_markdown(m: dict[str, Any]) -> str:
             ["studies", f"{inputs['n_positive_studies']} positive, {inputs['n_negative_studies']} negative"],
             ["axial slices", f"{inputs['n_slices']} ({inputs['n_positive_slices']} with an embolus)"],
             ["reference emboli (26-connected)", str(inputs["n_emboli"])],
+            ["artery territory", territory_sources(inputs.get("territory_sources", {}))],
         ]),
         "",
         "Paths are relative to this report's folder. Every figure, with the curves, is in "
