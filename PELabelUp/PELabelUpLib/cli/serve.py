@@ -13,6 +13,7 @@ HELP = "keep the models loaded and analyse one CT per request line read on stdin
 EPILOG = """\
 protocol (JSON lines; pelabelup analyze's progress lines, each tagged with the request's "input" id):
   stdin:  {"input": "scan.nii.gz", "out": "scan-analysis", "id": "case 7"}     (one request a line; id optional)
+          optional "arteries": "pa.nii.gz" (and "arteries_label"), as pelabelup analyze --arteries
   stdout: {"stage": "ready", ...} once the models are loaded; then per request its progress lines, ending
           with stage "done" (fraction 1.0) or "failed" (fraction 1.0, the reason as message)
 
