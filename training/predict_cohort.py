@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from PELabelUpLib.errors import PELabelUpError
 from PELabelUpLib.evaluate.predictions import read_cohort
-from PELabelUpLib.explain.registry import explainer_names
+from PELabelUpLib.explain.registry import explainer_choices
 from PELabelUpLib.io import load_ct, read_label_file
 from PELabelUpLib.labelup.outputs import write_labelup_outputs
 from PELabelUpLib.labelup.pipeline import LabelUpSettings, label_up_case
@@ -41,7 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="gt: use the cohort's artery masks instead of the artery model (to measure the rest of "
                         "the chain apart from the territory)")
     p.add_argument("--classifier-model", type=Path, required=True)
-    p.add_argument("--explainer", choices=explainer_names(), default=LabelUpSettings.explainer)
+    p.add_argument("--explainer", choices=explainer_choices(), default=LabelUpSettings.explainer)
     p.add_argument("--max-rounds", type=int, default=LabelUpSettings.max_rounds, help="iExplain rounds at most")
     p.add_argument("--heat-low", type=float, default=LabelUpSettings.heat_low)
     p.add_argument("--heat-high", type=float, default=LabelUpSettings.heat_high)

@@ -35,7 +35,7 @@ from typing import IO, Literal
 
 from .analysis.interrupt import EXIT_TERMINATED
 from .analysis.progress import ProgressEvent, parse_progress_line
-from .explain.registry import DEFAULT_EXPLAINER, explainer_names
+from .explain.registry import DEFAULT_EXPLAINER, check_explainer
 from .models.registry import MODEL_TASKS
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,7 @@ def model_options(python_executable: str | Path, *, device: str, explainer: str,
         raise ValueError(f"Python executable not found: {python_executable}")
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if explainer not in explainer_names():
-        raise ValueError(f"unknown explainer {explainer!r}; choose one of: {', '.join(explainer_names())}")
+    check_explainer(explainer)
     options = ["--device", device, "--explainer", explainer]
     for task, version in (model_versions or {}).items():
         if task not in MODEL_TASKS:

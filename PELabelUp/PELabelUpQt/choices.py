@@ -10,7 +10,7 @@ import enum
 
 from slicer.i18n import tr as _
 
-from PELabelUpLib.explain.registry import EXPLAINERS
+from PELabelUpLib.explain.registry import AUTO_EXPLAINER, EXPLAINERS, explainer_choices
 from PELabelUpLib.models.registry import list_model_versions
 
 
@@ -27,11 +27,13 @@ class Device(enum.Enum):
 
 class _RegisteredExplainer(enum.Enum):
     def label(self) -> str:
+        if self.value == AUTO_EXPLAINER:
+            return _("Automatic (the classifier's choice)")
         return EXPLAINERS[self.value].label
 
 
-#: the explainers of PELabelUpLib.explain.registry, as the parameter node's choices
-Explainer = _RegisteredExplainer("Explainer", [(name, name) for name in EXPLAINERS])
+#: the explainer choices of PELabelUpLib.explain.registry (automatic first), as the parameter node's choices
+Explainer = _RegisteredExplainer("Explainer", [(name, name) for name in explainer_choices()])
 
 
 def selectData(comboBox, value: str) -> None:

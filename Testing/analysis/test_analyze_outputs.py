@@ -110,6 +110,7 @@ def test_result_json_records_probabilities_emboli_models_and_timings(a_cli_run, 
     assert {"models", "load", "arteries", "classifier", "explain_and_pseudomask", "segmenter", "write"} <= set(timings)
     assert timings["total"] == pytest.approx(sum(v for k, v in timings.items() if k != "total"), abs=0.01)
     assert record["settings"]["explainer"] == DEFAULT_EXPLAINER and record["format"] == 1
+    assert record["iexplain"]["explainer"] == "gradcam", "auto: the test classifier names no Grad-CAM++ layer"
 
 
 def test_seg_nrrd_holds_the_three_masks_exactly(a_cli_run, a_clot_study):

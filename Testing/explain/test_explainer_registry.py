@@ -136,3 +136,30 @@ def test_an_explainer_may_have_layers_of_its_own():
     assert explainer_for_model("gradcampp", metadata).target_layers == ("a",)
     assert explainer_for_model("gradcam", metadata).target_layers == ("a", "b")
     assert model_target_layers({"explanation": {"gradcampp": {"target_layers": ["a"]}}}, "gradcam") is None
+
+
+def test_auto_asks_the_classifier_which_explainer():
+    """``auto``: Grad-CAM++ at the layer the classifier's metadata names for it, else Grad-CAM (Grad-CAM++ at the
+    default signed layer points badly); a named explainer is never replaced."""
+    from PELabelUpLib.explain.registry import (
+        AUTO_EXPLAINER,
+        DEFAULT_EXPLAINER,
+        check_explainer,
+        explainer_choices,
+        resolve_explainer,
+    )
+
+    assert DEFAULT_EXPLAINER == AUTO_EXPLAINER == "auto"
+    assert explainer_choices() == ("auto", *explainer_names())
+    named = {"explanation": {"target_layers": ["features.1.5", "features.3.3"],
+                             "gradcampp": {"target_layers": ["features.1.5"]}}}
+    plain = {"explanation": {"target_layers": ["features.1.5"]}}
+    assert resolve_explainer("auto", named) == "gradcampp"
+    assert [resolve_explainer("auto", m) for m in (plain, {}, {"explanation": {"gradcampp": {}}})] == ["gradcam"] * 3
+    assert [resolve_explainer(n, named) for n in explainer_names()] == list(explainer_names())
+    chosen = explainer_for_model("auto", named)
+    assert type(chosen) is GradCAMPlusPlus and tuple(chosen.target_layers) == ("features.1.5",)
+    assert type(explainer_for_model("auto", plain)) is GradCAM
+    assert check_explainer("auto") == "auto"
+    with pytest.raises(ValueError, match=r"unknown explainer 'automatic'; choose one of: auto, gradcam, gradcampp, ig"):
+        check_explainer("automatic")

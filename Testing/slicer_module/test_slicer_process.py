@@ -18,7 +18,7 @@ from slicer_module_helpers import poll_until_stage
 
 from PELabelUpLib.analysis.interrupt import EXIT_TERMINATED
 from PELabelUpLib.analysis.progress import STAGES, JsonLinesProgress, ProgressEvent
-from PELabelUpLib.explain.registry import explainer_names
+from PELabelUpLib.explain.registry import explainer_choices
 from PELabelUpLib.slicer_process import (
     CHILD_REQUIREMENTS,
     DEVICES,
@@ -82,7 +82,7 @@ def test_the_cli_offers_the_choices_the_builder_checks():
     done = subprocess.run([sys.executable, "-m", "PELabelUpLib.cli.main", "analyze", "--help"], env=env,
                           capture_output=True, text=True, timeout=120, check=True)
     assert "--device {" + ",".join(DEVICES) + "}" in done.stdout
-    assert "--explainer {" + ",".join(explainer_names()) + "}" in done.stdout
+    assert "--explainer {" + ",".join(explainer_choices()) + "}" in done.stdout
     assert "--progress {json," in done.stdout
 
 

@@ -8,7 +8,8 @@ Every output lies on the input's exact grid (see :mod:`.outputs`). ``result.json
 ``voxels``, ``volume_mm3``, ``centroid_ijk`` (continuous index, (i, j, k) = (x, y, z)), ``centroid_lps_mm``
 (LPS world, mm), ``peak_heat``, ``source``), the models (name, version, sha256), the device (with the dtype
 each kind of network ran in: ``device.precision``), the settings, ``iexplain`` (rounds, why they stopped, and the
-classifier layers the heatmap explains: ``explanation_layers``, ``null`` for the last convolution),
+classifier layers the heatmap explains: ``explanation_layers``, ``null`` for the last convolution, and the explainer
+that made it: ``explainer``, the setting resolved for the classifier),
 ``territory`` (where the artery territory came from: ``{"source": "model"}``, or a given mask's file, sha256,
 label and size, see :mod:`.territory`) and ``timings_s`` per stage.
 """
@@ -27,7 +28,7 @@ import torch
 
 from .. import __version__
 from ..errors import InputError
-from ..explain.registry import DEFAULT_EXPLAINER, explainer_names
+from ..explain.registry import DEFAULT_EXPLAINER, check_explainer
 from ..io import load_ct
 from ..labelup.pipeline import LabelUpResult, LabelUpSettings, label_up_case
 from ..models.inference import check_precision
@@ -48,13 +49,6 @@ NO_SEGMENTER = "pseudomask (no segmenter model)"
 
 def _noop(stage: str, fraction: float, message: str) -> None:
     return None
-
-
-def check_explainer(name: str) -> str:
-    """``name`` when it is a registered explainer, else ``ValueError`` listing the choices."""
-    if name not in explainer_names():
-        raise ValueError(f"unknown explainer {name!r}; choose one of: {', '.join(explainer_names())}")
-    return name
 
 
 def _segment(volume: CTVolume, result: LabelUpResult, models: AnalysisModels, device: torch.device,

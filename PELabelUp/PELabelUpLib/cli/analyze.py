@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..analysis.interrupt import EXIT_TERMINATED, Terminated, sigterm_raises
 from ..analysis.progress import HumanProgress, JsonLinesProgress
-from ..explain.registry import DEFAULT_EXPLAINER, explainer_names
+from ..explain.registry import DEFAULT_EXPLAINER, explainer_choices
 from ..models.registry import MODEL_TASKS, MODELS_DIR_ENV
 from ..precision import INFERENCE_PRECISIONS
 
@@ -58,8 +58,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     """The options that choose where and how the models run (``analyze`` and ``serve`` share them)."""
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA with mixed precision when available, else CPU (default: auto)")
-    p.add_argument("--explainer", choices=explainer_names(), default=DEFAULT_EXPLAINER,
-                   help=f"explanation method that selects the pseudo-mask (default: {DEFAULT_EXPLAINER})")
+    p.add_argument("--explainer", choices=explainer_choices(), default=DEFAULT_EXPLAINER,
+                   help="explanation method that selects the pseudo-mask; auto: Grad-CAM++ where the classifier "
+                        "names a layer for it, else Grad-CAM (default: %(default)s)")
     p.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
                    help="auto: mixed precision where the hardware computes it natively (float16 on CUDA; bfloat16 "
                         "for the 3-D networks on CPUs with AMX or AVX512-BF16); float32: full precision "

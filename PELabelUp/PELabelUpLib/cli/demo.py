@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..analysis.progress import HumanProgress
 from ..demo import run_demo
-from ..explain.registry import DEFAULT_EXPLAINER, explainer_names
+from ..explain.registry import DEFAULT_EXPLAINER, explainer_choices
 from ..pseudomask.describe import emboli_count
 
 HELP = ("analyse the embedded sample case (a synthetic CTPA study with four emboli) with the bundled models and "
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default: demo-output)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when available, else the CPU (default)")
-    p.add_argument("--explainer", choices=explainer_names(), default=DEFAULT_EXPLAINER)
+    p.add_argument("--explainer", choices=explainer_choices(), default=DEFAULT_EXPLAINER)
     p.set_defaults(run=run)
 
 

@@ -61,19 +61,44 @@ EXPLAINERS: MappingProxyType[str, ExplainerSpec] = MappingProxyType(
 )
 
 
-#: what the chain explains with unless told otherwise. Grad-CAM++ selected the same emboli with fewer false
-#: components on held-out phantoms (README, "What each part adds"), but its weights assume non-negative
-#: activations and the default layer (the last convolution, before its norm and ReLU) is signed: on a
-#: detector whose layer is mostly negative it lights the wrong pixels. The bundled classifier's metadata names
-#: it a post-activation layer of its own: there it points as well as Grad-CAM on the validation cohort (slice
-#: pointing 0.80 against 0.79) and saves 2 of 22 false components, too few to choose on (docs/findings.md), so
-#: Grad-CAM stays the default.
-DEFAULT_EXPLAINER = "gradcam"
+#: the explainer's choice left to the classifier (:func:`resolve_explainer`)
+AUTO_EXPLAINER = "auto"
+#: what the chain explains with unless told otherwise: :data:`AUTO_EXPLAINER`. Grad-CAM++ selected the same
+#: emboli as Grad-CAM with fewer false components on both validation cohorts (seeds 303 and 606: 91 of 147
+#: emboli at 40 false components against 45; docs/findings.md), but only at a post-activation layer that the
+#: classifier's metadata names for it: its weights assume non-negative activations, and the default layer (the
+#: last convolution, before its norm and ReLU) is signed, where it lights the wrong pixels (slice pointing 0.01).
+DEFAULT_EXPLAINER = AUTO_EXPLAINER
+#: the explainer of a classifier whose metadata names no Grad-CAM++ layer
+FALLBACK_EXPLAINER = "gradcam"
 
 
 def explainer_names() -> tuple[str, ...]:
     """Registry keys in display order."""
     return tuple(EXPLAINERS)
+
+
+def explainer_choices() -> tuple[str, ...]:
+    """What a user may ask for: :data:`AUTO_EXPLAINER`, then the registry keys."""
+    return (AUTO_EXPLAINER, *EXPLAINERS)
+
+
+def check_explainer(name: str) -> str:
+    """``name`` when it is one of :func:`explainer_choices`, else ``ValueError`` listing them."""
+    if name not in explainer_choices():
+        raise ValueError(f"unknown explainer {name!r}; choose one of: {', '.join(explainer_choices())}")
+    return name
+
+
+def resolve_explainer(name: str, metadata: Mapping[str, Any]) -> str:
+    """The registry key ``name`` stands for with this classifier: itself, or for :data:`AUTO_EXPLAINER`
+    Grad-CAM++ where the metadata names a layer for it (``explanation.gradcampp.target_layers``, chosen on the
+    classifier's validation data), else :data:`FALLBACK_EXPLAINER`."""
+    if name != AUTO_EXPLAINER:
+        return name
+    explanation = metadata.get("explanation") or {}
+    own = explanation.get("gradcampp") if isinstance(explanation, Mapping) else None
+    return "gradcampp" if isinstance(own, Mapping) and own.get("target_layers") else FALLBACK_EXPLAINER
 
 
 def get_explainer(name: str, **kwargs: Any) -> Explainer:
@@ -114,9 +139,10 @@ def model_target_layers(metadata: Mapping[str, Any], explainer: str | None = Non
 
 
 def explainer_for_model(name: str, metadata: Mapping[str, Any]) -> Explainer:
-    """:func:`get_explainer` for a classifier: a layered explainer explains the layers that the classifier's
-    metadata names for it (:func:`model_target_layers`), chosen for that network; the others are built as they
-    are."""
+    """:func:`get_explainer` for a classifier (``name`` may be :data:`AUTO_EXPLAINER`: :func:`resolve_explainer`):
+    a layered explainer explains the layers that the classifier's metadata names for it
+    (:func:`model_target_layers`), chosen for that network; the others are built as they are."""
+    name = resolve_explainer(name, metadata)
     spec = EXPLAINERS.get(name) if isinstance(name, str) else None
     layers = model_target_layers(metadata, name) if spec is not None and spec.layered else None
     return get_explainer(name) if layers is None else get_explainer(name, target_layers=layers)

@@ -35,7 +35,7 @@ def result_record(result: LabelUpResult, volume: CTVolume, settings: LabelUpSett
                      "direction": list(g.direction)},
         "input": volume.source,
         "iexplain": {"rounds": result.rounds, "stop_reason": result.stop_reason,
-                     "explanation_layers": result.explanation_layers},
+                     "explanation_layers": result.explanation_layers, "explainer": result.explainer},
         "settings": asdict(settings),
         "models": models or [],
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..explain.registry import DEFAULT_EXPLAINER, explainer_for_model
+from ..explain.registry import DEFAULT_EXPLAINER, explainer_for_model, resolve_explainer
 from ..models.artery import predict_artery_territory
 from ..models.slices import SliceSpec, build_slice_stack, replace_planes, study_probability
 from ..preprocessing import CropBox, crop_geometry, mask_box
@@ -91,6 +91,9 @@ class LabelUpResult:
     #: the classifier layers the Grad-CAM family explained (from its metadata); ``None``: the explainer's
     #: default (the last convolution), or an explainer without layers
     explanation_layers: list[str] | None = None
+    #: the explainer that made the heatmap (``settings.explainer`` resolved for this classifier: ``auto`` names
+    #: one, see :func:`~PELabelUpLib.explain.registry.resolve_explainer`)
+    explainer: str | None = None
 
 
 def _noop(stage: str, fraction: float, message: str) -> None:
@@ -147,6 +150,7 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
     emboli: list[dict[str, Any]] = []
     rounds, stop_reason = 0, "no_candidates"
     explanation_layers = None
+    explainer_used = resolve_explainer(settings.explainer, classifier[1])
     # the box's margin must hold the opacified voxels that decide the wall rule
     margin = 2 if settings.wall_clear_mm is None else max(2, int(np.ceil(settings.wall_clear_mm / min(spacing))) + 1)
     box = mask_box(territory, margin_voxels=margin)
@@ -197,7 +201,8 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
     progress("pseudomask", 0.95, f"{emboli_count(len(emboli))} found")
     return LabelUpResult(territory=territory, slice_probabilities=probs, study_probability=study_p,
                          heatmap=heatmap, pseudomask=pseudomask, emboli=emboli, rounds=rounds,
-                         stop_reason=stop_reason, timings_s=timings, explanation_layers=explanation_layers)
+                         stop_reason=stop_reason, timings_s=timings, explanation_layers=explanation_layers,
+                         explainer=explainer_used)
 
 
 def _shift_ijk(emboli: list[dict[str, Any]], box: CropBox) -> list[dict[str, Any]]:
