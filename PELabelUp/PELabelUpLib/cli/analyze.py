@@ -124,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
         progress: JsonLinesProgress | HumanProgress = JsonLinesProgress(sys.stdout)
     else:
         progress = HumanProgress(sys.stderr, disable=True if args.progress == "none" else None)  # None: TTY only
-    if args.batch and args.arteries_label is not None:
-        print("pelabelup analyze: error: --arteries-label is for one study's mask; not with --batch",
-              file=sys.stderr)
+    if args.arteries_label is not None and (args.batch or args.arteries is None):
+        why = "is for one study's mask; not with --batch" if args.batch else "needs an artery mask (--arteries)"
+        print(f"pelabelup analyze: error: --arteries-label {why}", file=sys.stderr)
         return 2
     options = {"device": args.device, "explainer": args.explainer, "precision": args.precision,
                "models_dir": args.models_dir,
