@@ -16,7 +16,9 @@ maps of several layers are averaged). Prints the pointing (a hit: the slice's ho
 embolus; :func:`~PELabelUpLib.evaluate.pointing.pointing_hits`) over every positive axial slice, per candidate;
 ``--write CANDIDATE`` records that candidate in the model folder's metadata (weights untouched): for Grad-CAM as
 ``explanation.target_layers`` (every Grad-CAM-family explainer's default), for ``--explainer gradcampp`` as
-``explanation.gradcampp.target_layers``.
+``explanation.gradcampp.target_layers``. A Grad-CAM++ layer so recorded also makes Grad-CAM++ the classifier's
+explainer under the chain's default ``--explainer auto``
+(:func:`~PELabelUpLib.explain.registry.resolve_explainer`); choose it on validation data only.
 """
 
 from __future__ import annotations
