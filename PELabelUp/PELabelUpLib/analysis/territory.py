@@ -135,12 +135,21 @@ def _selected_voxels(p: Path, label: int | str | None) -> tuple[np.ndarray, Geom
 PATTERN_FIELDS = ("input_dir", "input_stem")
 
 
-def check_pattern(pattern: str) -> str:
-    """``pattern`` when it names at least one of :data:`PATTERN_FIELDS` and nothing else, else ``ValueError``."""
+def _pattern_fields(pattern: str) -> set[str]:
     try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+        return {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
     except ValueError as exc:
         raise ValueError(f"artery mask pattern {pattern!r}: {exc}") from None
+
+
+def is_pattern(text: str) -> bool:
+    """Whether ``text`` names a placeholder (``{...}``): a pattern rather than one mask's path."""
+    return bool(_pattern_fields(text))
+
+
+def check_pattern(pattern: str) -> str:
+    """``pattern`` when it names at least one of :data:`PATTERN_FIELDS` and nothing else, else ``ValueError``."""
+    fields = _pattern_fields(pattern)
     unknown = fields - set(PATTERN_FIELDS)
     if unknown or not fields:
         raise ValueError(f"artery mask pattern {pattern!r} must name {{input_dir}} and/or {{input_stem}}"

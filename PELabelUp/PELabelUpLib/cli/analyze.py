@@ -109,9 +109,9 @@ def _summary(out: Path) -> str:
 
 def _one_mask(arteries: Path | None, input_path: Path) -> Path | None:
     """The one study's artery mask: ``arteries``, or the mask a pattern names for ``input_path``."""
-    from ..analysis.territory import PATTERN_FIELDS, mask_for_input
+    from ..analysis.territory import is_pattern, mask_for_input
 
-    if arteries is None or not any(f"{{{name}}}" in str(arteries) for name in PATTERN_FIELDS):
+    if arteries is None or not is_pattern(str(arteries)):
         return arteries
     return mask_for_input(str(arteries), input_path)
 

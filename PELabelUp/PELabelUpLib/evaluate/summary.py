@@ -14,6 +14,7 @@ from .cohort import CaseResult, CohortEvaluation
 from .detection import detection_f1
 from .froc import FrocCurve, froc, sensitivity_at_fp
 from .levels import sum_levels
+from .plots import plural
 from .roc import RocCurve, roc_auc, roc_curve
 
 FP_RATES_PER_SCAN = (0.5, 1.0, 2.0, 4.0)
@@ -91,9 +92,8 @@ def _roc_block(name: str, labels: Any, scores: Any, notes: list[str]) -> dict[st
     block: dict[str, Any] = {"auc": None, "n_positive": int(y.sum()), "n_negative": int((~y).sum()), "roc": None}
     curve = roc_of(y, scores)
     if curve is None:
-        plural = "studies" if name == "study" else f"{name}s"
-        notes.append(f"{name} AUC undefined: {block['n_positive']} positive and {block['n_negative']} negative "
-                     f"{plural} (both classes are needed)")
+        negatives = plural(block["n_negative"], f"negative {name}", "negative studies" if name == "study" else None)
+        notes.append(f"{name} AUC undefined: {block['n_positive']} positive and {negatives} (both classes are needed)")
         return block
     block["auc"] = roc_auc(y, np.asarray(scores, dtype=float))
     block["roc"] = {"fpr": _floats(curve.fpr), "tpr": _floats(curve.tpr), "thresholds": _floats(curve.thresholds)}

@@ -97,8 +97,14 @@ def resolve_explainer(name: str, metadata: Mapping[str, Any]) -> str:
     if name != AUTO_EXPLAINER:
         return name
     explanation = metadata.get("explanation") or {}
-    own = explanation.get("gradcampp") if isinstance(explanation, Mapping) else None
-    return "gradcampp" if isinstance(own, Mapping) and own.get("target_layers") else FALLBACK_EXPLAINER
+    return "gradcampp" if isinstance(explanation, Mapping) and _own_layers(explanation, "gradcampp") \
+        else FALLBACK_EXPLAINER
+
+
+def _own_layers(explanation: Mapping[str, Any], explainer: str | None) -> Any:
+    """``explanation.<explainer>.target_layers`` as the metadata has it, or ``None``."""
+    own = explanation.get(explainer) if explainer else None
+    return own.get("target_layers") if isinstance(own, Mapping) else None
 
 
 def get_explainer(name: str, **kwargs: Any) -> Explainer:
@@ -126,8 +132,7 @@ def model_target_layers(metadata: Mapping[str, Any], explainer: str | None = Non
     explanation = metadata.get("explanation") or {}
     if not isinstance(explanation, Mapping):
         return None
-    own = explanation.get(explainer) if explainer else None
-    layers = own.get("target_layers") if isinstance(own, Mapping) else None
+    layers = _own_layers(explanation, explainer)
     if layers is None:
         layers = explanation.get("target_layers")
     if layers is None:

@@ -150,7 +150,7 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
     emboli: list[dict[str, Any]] = []
     rounds, stop_reason = 0, "no_candidates"
     explanation_layers = None
-    explainer_used = resolve_explainer(settings.explainer, classifier[1])
+    explainer_used = resolve_explainer(settings.explainer, classifier[1])  # "auto" names one for this classifier
     # the box's margin must hold the opacified voxels that decide the wall rule
     margin = 2 if settings.wall_clear_mm is None else max(2, int(np.ceil(settings.wall_clear_mm / min(spacing))) + 1)
     box = mask_box(territory, margin_voxels=margin)
@@ -163,7 +163,7 @@ def label_up_case(volume: CTVolume, artery: tuple[nn.Module, dict] | None, class
         candidates = components(candidate_clot_voxels(hu_box, territory_box_arr, spacing_mm=spacing, inner=inner,
                                                       lumen_hu=lumen_hu, wall_clear_mm=settings.wall_clear_mm),
                                 spacing, settings.min_volume_mm3)
-        explainer = explainer_for_model(settings.explainer, metadata)
+        explainer = explainer_for_model(explainer_used, metadata)
         layers = getattr(explainer, "target_layers", None)
         explanation_layers = list(layers) if layers else None
         first_round = {"probs": probs, "stack": stack}
