@@ -17,7 +17,7 @@ from typing import Annotated
 import qt
 import slicer
 import vtk
-from slicer import vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
@@ -67,6 +67,7 @@ class PELabelUpParameterNode:
     """The module's settings, saved with the scene.
 
     inputVolume - the CT to analyse. device, explainer - how the analysis runs.
+    arterySegmentation, arterySegmentId - an artery segment replacing the artery model's territory (none: the model's).
     segmenterVersion - "" (bundled), "latest" or an exact version of the emboli segmenter.
     heatmapThreshold - heat below it is transparent (0..1). heatmapOpacity - the heatmap layer's opacity (0..1).
     caseId - the case's datastore ID. reviewer - who reviews. studyLabelPositive - the reviewer's study label.
@@ -75,6 +76,8 @@ class PELabelUpParameterNode:
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
+    arterySegmentation: vtkMRMLSegmentationNode
+    arterySegmentId: str = ""
     device: Device = Device.auto
     explainer: Explainer = Explainer(DEFAULT_EXPLAINER)
     segmenterVersion: str = ""
@@ -112,7 +115,7 @@ class PELabelUpWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = PELabelUpLogic()
         self.reviewPanel = ReviewPanel(self.ui, self.logic)  # connects the emboli table and the slice plot
-        self.choiceBoxes = ChoiceBoxes(self.ui, lambda: self._parameterNode)  # and the two unbound combo boxes
+        self.choiceBoxes = ChoiceBoxes(self.ui, lambda: self._parameterNode)  # and the three unbound selectors
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -182,10 +185,10 @@ class PELabelUpWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             ensureRequirements()
             p = self._parameterNode
             versions = {"segmenter": p.segmenterVersion} if p.segmenterVersion else {}
-            arteries = self.ui.arterySegmentSelector  # optional: a segment replacing the artery model's territory
+            # optional: a segment replacing the artery model's territory
             self.logic.analyze_async(p.inputVolume, device=p.device.value, explainer=p.explainer.value,
-                                     model_versions=versions, artery_segmentation=arteries.currentNode(),
-                                     artery_segment_id=arteries.currentSegmentID() or None,
+                                     model_versions=versions, artery_segmentation=p.arterySegmentation,
+                                     artery_segment_id=p.arterySegmentId or None,
                                      on_progress=self.reviewPanel.showProgress, on_finished=self.onAnalysisFinished)
             self.reviewPanel.showStatus(_("Starting the analysis..."), progress=0)
             self.onParameterNodeModified()
@@ -424,4 +427,18 @@ class PELabelUpTest(ScriptedLoadableModuleTest):
         slicer.app.processEvents()
         self.assertAlmostEqual(widget.ui.heatmapThresholdSlider.value, 0.35)
         self.assertEqual(widget.ui.deviceComboBox.currentText, Device.cpu.label())
+
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "arteries")
+        segmentation.GetSegmentation().AddEmptySegment("left", "left pulmonary artery")
+        rightId = segmentation.GetSegmentation().AddEmptySegment("right", "right pulmonary artery")
+        parameters.arterySegmentation, parameters.arterySegmentId = segmentation, rightId
+        slicer.app.processEvents()
+        selector = widget.ui.arterySegmentSelector
+        self.assertEqual((selector.currentNode(), selector.currentSegmentID()), (segmentation, rightId))
+        selector.setCurrentSegmentID("left")  # the reader's choice goes into the parameter node (saved with the scene)
+        slicer.app.processEvents()
+        self.assertEqual(parameters.arterySegmentId, "left")
+        selector.setCurrentNode(None)
+        slicer.app.processEvents()
+        self.assertIsNone(parameters.arterySegmentation)
         self.delayDisplay("Widget bindings passed")

@@ -1,9 +1,10 @@
-"""The module's choices: the device and explainer enums, and the two lists read from disk or from the review.
+"""The module's choices: the device and explainer enums, and the selectors the parameter node cannot bind.
 
 ``Device`` and ``Explainer`` are parameter-node field types; Slicer binds them to their combo boxes and shows
-each member's ``label()``. The segmenter versions and the segments to export change at run time, so Slicer's
-``connectGui`` cannot bind their combo boxes: :class:`ChoiceBoxes` keeps those in step with the parameter
-node instead (each item carries its field value as item data).
+each member's ``label()``. The segmenter versions and the segments to export change at run time, and Slicer's
+``connectGui`` has no connector for a segment selector (a segmentation node and one of its segments), so
+:class:`ChoiceBoxes` keeps those three in step with the parameter node instead (each combo-box item carries its
+field value as item data). Being parameter-node fields, they are saved with the scene like the others.
 """
 
 import enum
@@ -51,7 +52,8 @@ def fillSegments(comboBox, segments: list[tuple[str, str]]) -> None:
 
 
 class ChoiceBoxes:
-    """The segmenter-version and corrected-segment combo boxes, in step with the parameter node.
+    """The segmenter-version and corrected-segment combo boxes and the artery segment selector, in step with the
+    parameter node.
 
     Args:
         ui: the module's widgets (``slicer.util.childWidgetVariables`` of ``PELabelUp.ui``).
@@ -62,6 +64,8 @@ class ChoiceBoxes:
         self.ui, self.parameterNode = ui, parameterNode
         ui.modelVersionComboBox.connect("currentIndexChanged(int)", self.onModelVersionChosen)
         ui.correctedSegmentComboBox.connect("currentIndexChanged(int)", self.onCorrectedSegmentChosen)
+        ui.arterySegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onArterySegmentationChosen)
+        ui.arterySegmentSelector.connect("currentSegmentChanged(QString)", self.onArterySegmentChosen)
 
     def fillModelVersions(self) -> None:
         """The segmenter versions on the models search path (the model registry's), bundled first.
@@ -83,9 +87,16 @@ class ChoiceBoxes:
             selectData(combo, self.parameterNode().segmenterVersion)
 
     def showParameterNode(self, p) -> None:
-        """Select the parameter node's ``segmenterVersion`` and ``correctedSegmentId``."""
+        """Select the parameter node's ``segmenterVersion``, ``correctedSegmentId``, ``arterySegmentation`` and
+        ``arterySegmentId`` (a segment ID the segmentation no longer has leaves the selector's own choice)."""
         selectData(self.ui.modelVersionComboBox, p.segmenterVersion)
         selectData(self.ui.correctedSegmentComboBox, p.correctedSegmentId)
+        selector = self.ui.arterySegmentSelector
+        if selector.currentNode() != p.arterySegmentation:
+            selector.setCurrentNode(p.arterySegmentation)
+        if p.arterySegmentation is not None and p.arterySegmentId and selector.currentSegmentID() != p.arterySegmentId \
+                and p.arterySegmentation.GetSegmentation().GetSegment(p.arterySegmentId) is not None:
+            selector.setCurrentSegmentID(p.arterySegmentId)
 
     def onModelVersionChosen(self, index: int) -> None:
         p = self.parameterNode()
@@ -96,3 +107,13 @@ class ChoiceBoxes:
         p = self.parameterNode()
         if p is not None and index >= 0:
             p.correctedSegmentId = self.ui.correctedSegmentComboBox.itemData(index) or ""
+
+    def onArterySegmentationChosen(self, node) -> None:
+        p = self.parameterNode()
+        if p is not None and p.arterySegmentation != node:
+            p.arterySegmentation = node
+
+    def onArterySegmentChosen(self, segmentId: str) -> None:
+        p = self.parameterNode()
+        if p is not None and p.arterySegmentId != (segmentId or ""):
+            p.arterySegmentId = segmentId or ""

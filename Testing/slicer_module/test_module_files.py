@@ -149,7 +149,8 @@ def test_every_slicer_parameter_name_is_a_field_on_a_widget_that_can_show_it():
         assert parameter not in bound, f"{parameter} is bound to {bound[parameter]} and {name}"
         bound[parameter] = name
     unbound = set(fields) - set(bound)
-    assert unbound == {"segmenterVersion", "correctedSegmentId"}, "choices read from disk or from the review"
+    assert unbound == {"segmenterVersion", "correctedSegmentId", "arterySegmentation", "arterySegmentId"}, \
+        "choices read from disk or from the review, and the segment selector (no connector)"
 
 
 def test_the_input_selector_offers_scalar_volumes():
