@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -61,6 +62,22 @@ def test_a_mask_holding_the_clot_is_the_territory(tmp_path, a_clot_study, a_clot
         "label": None, "resampled": False, "voxels": int(a_clot_box.sum()),
         "volume_ml": round(int(a_clot_box.sum()) * float(np.prod(volume.geometry.spacing_mm)) / 1000, 3),
         "holes_filled_voxels": 0}
+    assert [m["task"] for m in record["models"]] == ["classifier"], "the artery model did not run"
+
+
+def test_a_mask_given_needs_no_artery_model(tmp_path, a_clot_study, a_clot_box, a_nifti_study, a_models_dir):
+    """Where every study brings its mask the artery model is neither loaded nor needed; without a mask its
+    absence is the one-line missing-model error."""
+    volume, clot = a_clot_study
+    no_artery = tmp_path / "models"
+    shutil.copytree(a_models_dir / "pelabelup-classifier", no_artery / "pelabelup-classifier")
+    mask_file = write_volume(a_clot_box, tmp_path / "pa.nii.gz", volume.geometry)
+    out = analyze(a_nifti_study, tmp_path / "out", device="cpu", models_dir=no_artery, arteries=mask_file)
+    assert (read_mask(out / "pseudomask.nii.gz") > 0)[clot].mean() > 0.8
+    refused = run_cli("analyze", str(a_nifti_study), "--out", str(tmp_path / "refused"), "--models-dir",
+                      str(no_artery), "--device", "cpu", "--progress", "none")
+    assert refused.returncode != 0 and "pelabelup-arteries" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
 
 
 def test_a_mask_without_the_clot_finds_nothing_the_model_would(tmp_path, a_clot_study, a_nifti_study, a_models_dir):
@@ -174,7 +191,9 @@ def test_the_worker_takes_the_mask_with_a_request(tmp_path, a_clot_study, a_clot
     assert last["given"]["stage"] == "done"
     assert last["wrong"]["stage"] == "failed" and "has no voxel of label 4" in last["wrong"]["message"]
     np.testing.assert_array_equal(read_mask(tmp_path / "given" / "arteries.nii.gz"), a_clot_box)
-    assert json.loads((tmp_path / "given" / "result.json").read_text())["territory"]["label"] == 3
+    given = json.loads((tmp_path / "given" / "result.json").read_text())
+    assert given["territory"]["label"] == 3
+    assert [m["task"] for m in given["models"]] == ["classifier"], "the worker holds the artery model; it did not run"
     assert not (tmp_path / "wrong").exists()
 
 
@@ -289,6 +308,8 @@ def test_a_batch_takes_each_inputs_mask_from_a_pattern(tmp_path, a_clot_study, a
     assert not read_mask(tmp_path / "out" / "second" / "pseudomask.nii.gz").any()
     records = [json.loads((tmp_path / "out" / n / "result.json").read_text())["territory"] for n in ("first", "second")]
     assert [r["file"] for r in records] == ["first.nrrd", "second.nrrd"]
+    assert all(json.loads((tmp_path / "out" / n / "result.json").read_text())["models"][0]["task"] == "classifier"
+               for n in ("first", "second"))
 
     one = run_cli("analyze", str(studies / "first.nii.gz"), "--out", str(tmp_path / "one"), "--arteries", pattern,
                   "--models-dir", str(a_models_dir), "--device", "cpu", "--progress", "none")

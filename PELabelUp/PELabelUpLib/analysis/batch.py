@@ -182,7 +182,7 @@ def analyze_batch(inputs: Sequence[str | Path], out_dir: str | Path, *, device: 
     models = None
     if todo:
         models, model_seconds = load_models_timed(torch_device, sink, models_dir=models_dir,
-                                                  model_versions=model_versions)
+                                                  model_versions=model_versions, artery=arteries is None)
     items: list[BatchItem] = []
     for position, index in enumerate(share):
         path, name, target = ordered[index], names[index], out / names[index]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..models.folder import load_model
-from ..models.registry import ModelVersion, find_models
+from ..models.registry import MODEL_TASKS, ModelVersion, find_models
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +36,33 @@ class LoadedModel:
 
 @dataclass
 class AnalysisModels:
-    """The artery and classifier models, and the segmenter when there is one."""
+    """The classifier, the artery model (``None`` where every study brings its artery mask) and the segmenter
+    when there is one."""
 
-    artery: LoadedModel
+    artery: LoadedModel | None
     classifier: LoadedModel
     segmenter: LoadedModel | None
 
-    def records(self) -> list[dict[str, Any]]:
-        return [m.record() for m in (self.artery, self.classifier, self.segmenter) if m is not None]
+    def records(self, *, artery: bool = True) -> list[dict[str, Any]]:
+        """What ``result.json`` lists under ``models``: the models a study ran through (``artery=False``: its
+        territory was given, so the artery model did not run)."""
+        return [m.record() for m in (self.artery if artery else None, self.classifier, self.segmenter)
+                if m is not None]
 
 
 def load_analysis_models(*, device: torch.device, models_dir: str | Path | None = None,
-                         versions: dict[str, str] | None = None) -> AnalysisModels:
+                         versions: dict[str, str] | None = None, artery: bool = True) -> AnalysisModels:
     """Find every task's model on the registry's search path and load it (weights checked by sha256).
+
+    ``artery=False`` leaves the artery model out (neither looked for nor loaded): for runs whose every study
+    brings its own artery mask.
 
     Raises:
         InputError: a required model is missing (the message names the folder), a folder's metadata is broken,
             or its weights are missing, corrupt or tampered with.
     """
-    found = find_models(models_dir=models_dir, versions=versions)
+    tasks = [task for task in MODEL_TASKS if artery or task != "artery"]
+    found = find_models(models_dir=models_dir, versions=versions, tasks=tasks)
     loaded: dict[str, LoadedModel | None] = {}
     for task, version in found.items():
         if version is None:
@@ -63,6 +71,6 @@ def load_analysis_models(*, device: torch.device, models_dir: str | Path | None 
         network, metadata = load_model(version.path, device=str(device))
         log.info("%s model %s %s from %s", task, metadata["name"], metadata["version"], version.path)
         loaded[task] = LoadedModel(network, metadata, version)
-    artery, classifier = loaded["artery"], loaded["classifier"]
-    assert artery is not None and classifier is not None  # required tasks: find_models raised otherwise
-    return AnalysisModels(artery=artery, classifier=classifier, segmenter=loaded.get("segmenter"))
+    classifier = loaded["classifier"]
+    assert classifier is not None and (not artery or loaded["artery"] is not None)  # required: find_models raised
+    return AnalysisModels(artery=loaded.get("artery"), classifier=classifier, segmenter=loaded.get("segmenter"))

@@ -6,7 +6,8 @@ Steps (progress stage, overall fraction): ``models`` (find and load, 0-0.05), ``
 Every output lies on the input's exact grid (see :mod:`.outputs`). ``result.json`` holds ``pe_probability``,
 ``slice_probabilities`` (one per axial slice k of the input grid), ``emboli`` (per connected component:
 ``voxels``, ``volume_mm3``, ``centroid_ijk`` (continuous index, (i, j, k) = (x, y, z)), ``centroid_lps_mm``
-(LPS world, mm), ``peak_heat``, ``source``), the models (name, version, sha256), the device (with the dtype
+(LPS world, mm), ``peak_heat``, ``source``), the models it ran (name, version, sha256; no artery model where
+the territory was given, and then none is loaded either), the device (with the dtype
 each kind of network ran in: ``device.precision``), the settings, ``iexplain`` (rounds, why they stopped, and the
 classifier layers the heatmap explains: ``explanation_layers``, ``null`` for the last convolution, and the explainer
 that made it: ``explainer``, the setting resolved for the classifier),
@@ -102,8 +103,10 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
     """
     progress = progress or _noop
     check_output_free(out_dir)
+    if territory is None and models.artery is None:
+        raise ValueError("no artery model was loaded: give the study's artery mask (--arteries)")
     timings = dict(timings_s or {})
-    result = label_up_case(volume, models.artery.pair, models.classifier.pair, settings=settings, device=device,
+    result = label_up_case(volume, None if models.artery is None else models.artery.pair, models.classifier.pair, settings=settings, device=device,
                            territory=None if territory is None else territory.mask,
                            progress=ScaledProgress(progress, 0.10, 0.80))
     t0 = time.perf_counter()
@@ -122,7 +125,7 @@ def analyze_volume(volume: CTVolume, out_dir: str | Path, *, models: AnalysisMod
         "emboli": emboli,
         "segmentation_source": source,
         "device": describe_device(device, settings.precision),
-        "models": models.records(),
+        "models": models.records(artery=territory is None),
         "files": dict(OUTPUT_FILES),
         "territory": {"source": "model"} if territory is None else territory.record,
     } | (extra or {})
@@ -168,7 +171,7 @@ def analyze(input_path: str | Path, out_dir: str | Path, *, device: str = "auto"
     settings = chain_settings(settings, explainer, precision)
     torch_device = resolve_device(device)
     models, model_seconds = load_models_timed(torch_device, progress, models_dir=models_dir,
-                                              model_versions=model_versions)
+                                              model_versions=model_versions, artery=arteries is None)
     volume, load_seconds = read_input(input_path, progress, arteries=arteries, arteries_label=arteries_label)
     return analyze_volume(volume.ct, out, models=models, device=torch_device, settings=settings, progress=progress,
                           timings_s={"models": model_seconds, "load": load_seconds}, territory=volume.territory)
@@ -186,12 +189,15 @@ def chain_settings(settings: LabelUpSettings | None, explainer: str, precision: 
 
 
 def load_models_timed(torch_device: torch.device, progress: Progress, *, models_dir: str | Path | None = None,
-                      model_versions: dict[str, str] | None = None) -> tuple[AnalysisModels, float]:
+                      model_versions: dict[str, str] | None = None,
+                      artery: bool = True) -> tuple[AnalysisModels, float]:
     """Load the analysis models on ``torch_device`` after a ``models`` progress event; returns them and the
-    seconds it took (the ``models`` timing of ``result.json``)."""
+    seconds it took (the ``models`` timing of ``result.json``). ``artery=False``: every study brings its artery
+    mask, so the artery model is left out."""
     t0 = time.perf_counter()
     progress("models", 0.0, f"loading models on {torch_device}")
-    models = load_analysis_models(device=torch_device, models_dir=models_dir, versions=model_versions)
+    models = load_analysis_models(device=torch_device, models_dir=models_dir, versions=model_versions,
+                                  artery=artery)
     return models, time.perf_counter() - t0
 
 

@@ -30,7 +30,8 @@ or an error leaves nothing. Models: the bundled Resources/Models (or ${MODELS_DI
 --arteries replaces the artery model's territory by a pulmonary-artery mask (a reader's, or another
 tool's, e.g. TotalSegmentator's pulmonary_artery; any grid, resampled onto the CT's), or by a segment of a
 .seg.nrrd (e.g. an analysis's segmentation.seg.nrrd with "Pulmonary arteries" corrected in Slicer). It should
-hold the arteries with what fills them, clots included: emboli are looked for inside it only.
+hold the arteries with what fills them, clots included: emboli are looked for inside it only. The artery
+model is then not loaded (nor needed), and result.json lists only the models that ran.
 Exit status: 0 done, 1 some batch inputs failed, 2 bad input or model (one line on stderr), 143 SIGTERM.
 """
 
