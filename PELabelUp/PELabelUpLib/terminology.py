@@ -75,6 +75,8 @@ class SegmentSpec:
         color: RGB in [0, 1].
         terminology: Slicer terminology entry string.
         fill_opacity_2d: opacity of the segment's fill in slice views (its outline is always drawn).
+        opacity_3d: opacity of the segment's surface in 3-D views (the arteries are see-through, so the emboli
+            inside them show).
     """
 
     segment_id: str
@@ -82,6 +84,7 @@ class SegmentSpec:
     color: tuple[float, float, float]
     terminology: str
     fill_opacity_2d: float = 0.35
+    opacity_3d: float = 1.0
 
 
 EMBOLUS_ENTRY = terminology_entry(MORPHOLOGICALLY_ALTERED, EMBOLUS, PULMONARY_ARTERY)
@@ -90,5 +93,5 @@ PULMONARY_ARTERY_ENTRY = terminology_entry(ANATOMICAL_STRUCTURE, PULMONARY_ARTER
 PE_PSEUDOMASK = SegmentSpec("pe_pseudomask", "PE pseudo-mask", (0.0, 0.9, 1.0), EMBOLUS_ENTRY)
 PE_SEGMENTER = SegmentSpec("pe_segmenter", "PE segmenter", (0.35, 1.0, 0.25), EMBOLUS_ENTRY)
 PULMONARY_ARTERIES = SegmentSpec("pulmonary_arteries", "Pulmonary arteries", (0.85, 0.55, 0.95),
-                                 PULMONARY_ARTERY_ENTRY, fill_opacity_2d=0.0)
+                                 PULMONARY_ARTERY_ENTRY, fill_opacity_2d=0.0, opacity_3d=0.3)
 REVIEW_SEGMENTS: tuple[SegmentSpec, ...] = (PULMONARY_ARTERIES, PE_PSEUDOMASK, PE_SEGMENTER)

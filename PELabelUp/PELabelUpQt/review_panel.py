@@ -1,7 +1,8 @@
 """What the module shows: the status line, and a loaded review (PE probability, emboli, slice plot, segments).
 
 Slicer's own widgets draw the review's nodes (``PELabelUpLib.mrml.ReviewNodes``): a ``qMRMLTableView`` the
-emboli table, a ``qMRMLPlotWidget`` the per-slice probability chart, the Segment Editor the segmentation.
+emboli table, a ``qMRMLPlotWidget`` the per-slice probability chart, the Segment Editor the segmentation (and the
+3-D views its closed surfaces: emboli inside see-through arteries).
 A click on a table row centres the slice views on that embolus; a picked point of the plot jumps the slice
 views to its slice (the plot's x is the axial slice index k).
 """
@@ -72,6 +73,7 @@ class ReviewPanel:
         plotViewNode().SetPlotChartNodeID(review.slice_chart.GetID())
         self.ui.segmentEditorWidget.setSegmentationNode(review.segmentation)
         self.ui.segmentEditorWidget.setSourceVolumeNode(review.ct)
+        slicer.util.resetThreeDViews()  # the segments' surfaces in view
         segments = self.logic.session.correctable_segments()
         fillSegments(self.ui.correctedSegmentComboBox, segments)
         with slicer.util.NodeModify(p):

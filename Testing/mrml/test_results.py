@@ -229,3 +229,28 @@ def test_real_cta_and_its_artery_mask_enter_the_scene_exactly(a_scene: SlicerLog
     assert geometry_of(ct).same_grid(expected.geometry, tol=NIFTI_TOLERANCE_MM)
     node = add_segmentation(a_scene.scene, ct, {PULMONARY_ARTERIES: arteries}, "real")
     np.testing.assert_array_equal(corrected_mask(node, PULMONARY_ARTERIES.segment_id, ct), arteries > 0)
+
+
+def test_segments_get_closed_surfaces_for_the_3d_views(a_scene: SlicerLogics, an_analysis_folder: AnalysisFolder) -> None:
+    """Each segment's surface lies over its voxels (RAS); the arteries are see-through, the emboli opaque."""
+    review = load_analysis(a_scene, an_analysis_folder.folder)
+    segmentation, display = review.segmentation.GetSegmentation(), review.segmentation.GetDisplayNode()
+    assert segmentation.ContainsRepresentation("Closed surface")
+    assert segmentation.GetSourceRepresentationName() == "Binary labelmap", "edits still change the voxels"
+    m = ijk_to_ras(review.ct)
+    half_voxel = 0.5 * np.abs(m[:3, :3]).sum(axis=1)
+    for spec, mask in ((PE_PSEUDOMASK, an_analysis_folder.pseudomask), (PULMONARY_ARTERIES, an_analysis_folder.arteries)):
+        surface = segmentation.GetSegment(spec.segment_id).GetRepresentation("Closed surface")
+        assert surface.GetNumberOfPolys() > 0, spec.name
+        kji = np.argwhere(mask > 0)
+        ras = kji[:, ::-1] @ m[:3, :3].T + m[:3, 3]
+        bounds = np.array(surface.GetBounds()).reshape(3, 2)
+        np.testing.assert_array_less(ras.min(axis=0) - half_voxel - 1e-3, bounds[:, 0] + 1e-9, err_msg=spec.name)
+        np.testing.assert_array_less(bounds[:, 1], ras.max(axis=0) + half_voxel + 1e-3, err_msg=spec.name)
+        assert display.GetSegmentOpacity3D(spec.segment_id) == pytest.approx(spec.opacity_3d)
+    assert PULMONARY_ARTERIES.opacity_3d < PE_PSEUDOMASK.opacity_3d == 1.0
+
+
+def test_surfaces_can_be_left_out(a_scene: SlicerLogics, an_analysis_folder: AnalysisFolder) -> None:
+    review = load_analysis(a_scene, an_analysis_folder.folder, surfaces=False)
+    assert not review.segmentation.GetSegmentation().ContainsRepresentation("Closed surface")

@@ -216,6 +216,7 @@ def load_analysis(
     heat_threshold: float = 0.2,
     heat_opacity: float = 0.5,
     focus: bool = True,
+    surfaces: bool = True,
 ) -> ReviewNodes:
     """Put an analysis folder into the scene: CT, heatmap layer, segments, emboli table, slice plot.
 
@@ -226,6 +227,8 @@ def load_analysis(
         ct_node: an already loaded CT volume node to use instead of loading one.
         colormap, heat_threshold, heat_opacity: heatmap display (see :mod:`.display`).
         focus: fit the slice views and centre them on the largest embolus (or the most probable slice).
+        surfaces: give the segments closed surfaces for the 3-D views (emboli opaque inside see-through
+            arteries).
 
     Returns:
         :class:`ReviewNodes`. The study's PE probability is the ``PELabelUp.PEProbability`` attribute of the
@@ -258,7 +261,7 @@ def load_analysis(
         raise
     ct_name = ct_node.GetName()
     heatmap = add_volume_from_array(scene, heat, ct_node, f"{ct_name} PE heatmap")
-    segmentation = add_segmentation(scene, ct_node, masks, f"{ct_name} PE segmentation")
+    segmentation = add_segmentation(scene, ct_node, masks, f"{ct_name} PE segmentation", surfaces=surfaces)
     table = emboli_table(scene, record.emboli, name=f"{ct_name} PE emboli",
                          midline_lps_x=body_midline_lps_x(volume_array(ct_node), ct_node))
     slice_table, series, chart = slice_probability_chart(scene, ct_node, record.slice_probabilities,

@@ -59,6 +59,7 @@ def add_segment(segmentation_node: slicer.vtkMRMLSegmentationNode, spec: Segment
     display = segmentation_node.GetDisplayNode()
     if display is not None:
         display.SetSegmentOpacity2DFill(segment_id, float(spec.fill_opacity_2d))
+        display.SetSegmentOpacity3D(segment_id, float(spec.opacity_3d))
     return segment_id
 
 
@@ -90,13 +91,16 @@ def set_segment_mask(segmentation_node: slicer.vtkMRMLSegmentationNode, segment_
 
 
 def add_segmentation(scene: slicer.vtkMRMLScene, reference_volume: slicer.vtkMRMLVolumeNode,
-                     masks: Mapping[SegmentSpec, np.ndarray], name: str) -> slicer.vtkMRMLSegmentationNode:
+                     masks: Mapping[SegmentSpec, np.ndarray], name: str, *,
+                     surfaces: bool = False) -> slicer.vtkMRMLSegmentationNode:
     """A segmentation node, its reference geometry set to ``reference_volume``, one segment per mask.
 
     Args:
         masks: segment spec -> ``(Z, Y, X)`` 0/1 mask on the reference volume's grid; segments are added in
             the mapping's order.
         name: the node's name.
+        surfaces: also make the closed-surface representation, which 3-D views show (what the Segment Editor's
+            *Show 3D* does); the binary labelmap stays the source representation, which edits change.
     """
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     node.CreateDefaultDisplayNodes()
@@ -105,6 +109,8 @@ def add_segmentation(scene: slicer.vtkMRMLScene, reference_volume: slicer.vtkMRM
         segment_id = add_segment(node, spec)
         set_segment_mask(node, segment_id, mask, reference_volume)
         log.debug("segment %s: %d voxels", spec.name, int(np.count_nonzero(mask)))
+    if surfaces and not node.CreateClosedSurfaceRepresentation():
+        log.warning("segmentation %r: no closed-surface representation (3-D views stay empty)", name)
     return node
 
 
