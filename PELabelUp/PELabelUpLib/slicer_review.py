@@ -128,7 +128,8 @@ class ReviewSession:
 
     def next_case(self, worklist_folder: str | Path, datastore_folder: str | Path) -> WorklistStudy | None:
         """Open the worklist's next study (:meth:`~.datastore.Worklist.next_unreviewed`): not in the datastore, not
-        passed over in this session; the open study, left without export, is passed over. ``None``: none left."""
+        passed over in this session; the open study, left without export, is passed over, and so is a study that
+        cannot be opened (its error is raised; the next call goes on to the study after it). ``None``: none left."""
         worklist = Worklist(_folder(worklist_folder, "worklist folder"))
         datastore = Datastore(_folder(datastore_folder, "datastore folder"))
         if self.case is not None and self.case.case_id and not self.exported \
@@ -136,7 +137,12 @@ class ReviewSession:
             self.passed_over.append(self.case.case_id)
         study = worklist.next_unreviewed(datastore, skip=self.passed_over)
         if study is not None:
-            self.open_study(study, worklist.analysis_dir)
+            try:
+                self.open_study(study, worklist.analysis_dir)
+            except Exception:
+                if study.study_id not in self.passed_over:  # never opened: it would come first again
+                    self.passed_over.append(study.study_id)
+                raise
             log.info("next case %s (PE probability %s)", study.study_id, study.pe_probability)
         return study
 
@@ -207,8 +213,11 @@ class ReviewSession:
         return self.review
 
     def set_heatmap_display(self, threshold: float, opacity: float) -> None:
-        """Heat below ``threshold`` hidden, heatmap layer at ``opacity`` (both in [0, 1])."""
-        set_heatmap_threshold(self._require_review().heatmap, float(threshold))
+        """Heat below ``threshold`` hidden, heatmap layer at ``opacity`` (both in [0, 1]); a heatmap the reader
+        deleted from the scene is left alone."""
+        heatmap = self._require_review().heatmap
+        if heatmap.GetScene() is not None:
+            set_heatmap_threshold(heatmap, float(threshold))
         set_heatmap_opacity(self.logics.scene, float(opacity))
 
     def center_on_embolus(self, row: int) -> np.ndarray:

@@ -12,6 +12,7 @@ ends it. Plain Python: no Qt, no Slicer, no torch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import time
@@ -221,7 +222,7 @@ class AnalysisWorker:
 
     def close(self, timeout_s: float = 10.0) -> int | None:
         """End the child at its next request boundary (its stdin is closed; a running job is cancelled first).
-        Returns its exit status, ``None`` when it did not end within ``timeout_s`` (it is then terminated)."""
+        Returns its exit status, ``None`` when it did not end within ``timeout_s`` (it is then killed)."""
         if self._proc is None:
             return None
         if self.job is not None and self.job.state == "running":
@@ -233,5 +234,8 @@ class AnalysisWorker:
         try:
             return self._proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            self.terminate()
+            self._terminated_at = self._terminated_at or time.monotonic()
+            self._proc.kill()  # deaf to SIGTERM (or stuck in a long native call): nothing may outlive the module
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5.0)
             return None

@@ -14,6 +14,7 @@ import pytest
 slicer = pytest.importorskip("slicer")
 
 from PELabelUpLib.datastore import Datastore, image_hash  # noqa: E402
+from PELabelUpLib.errors import InputError  # noqa: E402
 from PELabelUpLib.io import load_ct, read_label_file  # noqa: E402
 from PELabelUpLib.mrml import PE_PSEUDOMASK, create_headless_scene, load_ct_node, set_segment_mask  # noqa: E402
 from PELabelUpLib.mrml.export import ct_volume_of  # noqa: E402
@@ -71,6 +72,18 @@ def test_the_review_loop(a_session, a_worklist, tmp_path):
     assert Datastore(datastore, create=False).case_ids() == {"study-a"}
 
 
+def test_a_study_that_cannot_be_opened_is_passed_over(a_session, a_worklist, tmp_path):
+    """The unreadable study's one-line error is raised once; the next click opens the study after it."""
+    datastore = tmp_path / "datastore"
+    assert a_session.next_case(a_worklist, datastore).study_id == "study-a"
+    (a_worklist / "study-b.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="study-b.nii.gz"):
+        a_session.next_case(a_worklist, datastore)
+    assert a_session.case is None and a_session.passed_over == ["study-a", "study-b"]
+    shutil.copy(a_worklist / "study-a.nii.gz", a_worklist / "study-c.nii.gz")
+    assert a_session.next_case(a_worklist, datastore).study_id == "study-c"
+
+
 def test_a_changed_volume_is_analysed_from_a_copy_of_its_voxels(a_session, a_worklist, tmp_path):
     a_session.next_case(a_worklist, tmp_path / "datastore")
     ct = a_session.case.ct
@@ -100,6 +113,9 @@ def test_display_and_navigation_act_on_the_scene(a_session, a_worklist, tmp_path
         assert np.all(np.isfinite(a_session.center_on_embolus(0)))
     with pytest.raises(ValueError, match="outside"):
         a_session.jump_to_slice(10_000)
+    a_session.logics.scene.RemoveNode(a_session.review.heatmap)  # the reader deleted the heatmap
+    a_session.set_heatmap_display(0.5, 0.4)
+    assert {round(n.GetForegroundOpacity(), 6) for n in composite_nodes(a_session.logics.scene)} == {0.4}
 
 
 def test_closing_a_case_removes_what_the_session_loaded(a_session, a_worklist, tmp_path):

@@ -4,8 +4,11 @@ survives, a cancel that leaves nothing and ends it, and its command checked like
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from slicer_module_helpers import poll_until_stage
 
 from PELabelUpLib.analysis.interrupt import EXIT_TERMINATED
 from PELabelUpLib.slicer_process import PACKAGE_ROOT
-from PELabelUpLib.slicer_worker import AnalysisWorker, build_serve_command
+from PELabelUpLib.slicer_worker import AnalysisWorker, ServeCommand, build_serve_command
 
 
 def test_the_command_runs_serve_with_the_model_options(tmp_path):
@@ -99,6 +102,23 @@ def test_submit_refuses_a_missing_input_and_an_existing_output(tmp_path, an_anal
     with pytest.raises(RuntimeError, match="not running"):
         worker.submit(an_analysed_study.study, tmp_path / "out")
     assert worker.poll() == [] and worker.close() is None
+
+
+def test_a_child_deaf_to_its_stdin_and_sigterm_is_killed_by_close(tmp_path):
+    """Nothing outlives the module: a child that neither reads its stdin's end nor heeds SIGTERM is killed."""
+    ready = tmp_path / "ready"
+    deaf = ("import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            f"pathlib.Path({str(ready)!r}).touch(); time.sleep(120)")
+    worker = AnalysisWorker(ServeCommand(argv=(sys.executable, "-c", deaf), env=dict(os.environ)))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.terminate()  # ignored
+    assert ready.exists() and worker.returncode is None
+    t0 = time.monotonic()
+    assert worker.close(timeout_s=1.0) is None
+    assert worker.returncode == -signal.SIGKILL and time.monotonic() - t0 < 10
 
 
 @pytest.mark.slow
