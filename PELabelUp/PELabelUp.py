@@ -144,6 +144,8 @@ class PELabelUpWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
         self.logic.forget_case()
         self.reviewPanel.forgetSegmentation()
+        self.reviewPanel.clear()  # nothing of the last patient stays on screen
+        self.reviewPanel.showStatus("", progress=0)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -172,16 +174,20 @@ class PELabelUpWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p, running = self._parameterNode, self.logic.is_running
         if p is None:
             return
-        self.choiceBoxes.showParameterNode(p)
-        if self.logic.review is not None:
-            self.logic.set_heatmap_display(p.heatmapThreshold, p.heatmapOpacity)
         self.ui.analyzeButton.enabled = bool(p.inputVolume) and not running
         self.ui.cancelButton.enabled = running
         self.ui.exportButton.enabled = self.logic.review is not None and not running
         self.ui.nextCaseButton.enabled = p.worklistFolder != Path() and not running
+        self.choiceBoxes.showParameterNode(p)
+        if self.logic.review is not None:
+            self.logic.set_heatmap_display(p.heatmapThreshold, p.heatmapOpacity)
 
     def onAnalyze(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the analysis."), waitCursor=True):
+            if self.logic.review is not None and not self.logic.exported and not slicer.util.confirmOkCancelDisplay(
+                    _("The new analysis replaces the current segments, and their corrections were not exported. "
+                      "Analyse anyway?")):
+                return
             ensureRequirements()
             p = self._parameterNode
             versions = {"segmenter": p.segmenterVersion} if p.segmenterVersion else {}
@@ -210,8 +216,9 @@ class PELabelUpWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.showReview()
 
     def showReview(self) -> None:
-        """Show the loaded review and start the review fields from the model's call."""
-        self.reviewPanel.show(self.logic.review, self._parameterNode)
+        """Show the loaded review and start the review fields from the model's call (also when the analysis
+        ended while another module was shown, so the Widget holds no parameter node)."""
+        self.reviewPanel.show(self.logic.review, self._parameterNode or self.logic.getParameterNode())
         self.onParameterNodeModified()
 
     def onExport(self) -> None:
@@ -343,8 +350,9 @@ class PELabelUpLogic(ScriptedLoadableModuleLogic):
         return self.session.next_case(worklist_folder, datastore_folder)
 
     def forget_case(self) -> None:
-        """The scene is closing: stop the analysis and drop the session (its nodes go with the scene)."""
-        self.cancel()
+        """The scene is closing: stop the analysis (its results are not loaded) and drop the session (its nodes go
+        with the scene)."""
+        self._runner.abandon()
         self._session = None
 
 

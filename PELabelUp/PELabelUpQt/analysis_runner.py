@@ -40,6 +40,8 @@ class AnalysisRunner:
         self._worker: AnalysisWorker | None = None
         self._session = session
         self._run = None  # (CT node, work folder, on_progress, on_finished) of the analysis in progress
+        self._abandoned = False  # its results must not be loaded (the scene closed, or the module)
+        self.final_state = "not started"  # of the last analysis, once ended and loaded (or not)
         self._timer = qt.QTimer()
         self._timer.setInterval(interval_ms)
         self._timer.connect("timeout()", self._poll)
@@ -85,7 +87,7 @@ class AnalysisRunner:
             self._worker = AnalysisWorker(command)
             self._worker.start()
         self.process = self._worker.submit(session.analysis_input(input_volume, work), out, arteries=arteries)
-        self._run = (input_volume, work, on_progress, on_finished)
+        self._run, self._abandoned, self.final_state = (input_volume, work, on_progress, on_finished), False, "running"
         self._timer.start()
         return out
 
@@ -99,7 +101,9 @@ class AnalysisRunner:
             return
         self._timer.stop()
         error = self.process.error_message() if state == "failed" else None
-        if state == "done":
+        if self._abandoned or ct.GetScene() is None:  # the CT has left the scene: nothing to load it onto
+            state, error = "cancelled", None
+        elif state == "done":
             try:
                 self._session().load_results(self.process.out_dir, ct)
             except Exception as exc:  # reported to the caller rather than lost in Qt's event loop
@@ -110,6 +114,7 @@ class AnalysisRunner:
                 written.unlink()
         with contextlib.suppress(OSError):
             work.rmdir()  # kept when the analysis was written into it
+        self.final_state = state
         if on_finished:
             on_finished(state, error)
 
@@ -120,18 +125,34 @@ class AnalysisRunner:
         self.process.cancel()
         return True
 
+    def abandon(self) -> None:
+        """The scene is closing: cancel the running analysis, whose results must not be loaded even when it has
+        just finished (its end still reaches ``on_finished``, as ``cancelled``)."""
+        if self._timer.isActive():
+            self._abandoned = True
+            self.cancel()
+
     def close(self) -> None:
-        """End the worker (a running analysis is cancelled); the next analysis starts a fresh one."""
+        """End the worker (a running analysis is abandoned); the next analysis starts a fresh one."""
+        running = self._timer.isActive()
+        if running:
+            self._abandoned = True
         if self._worker is not None:
             self._worker.close()
             self._worker = None
+        if running:  # the worker has ended: report the end now rather than from a timer that may outlive us
+            with contextlib.suppress(TimeoutError):
+                self.process.wait(timeout_s=5.0)
+            self._poll()
+        self._timer.stop()
 
     def wait(self, timeout_s: float) -> str:
-        """Process Qt events until the analysis has ended and been loaded; returns its state (tests, scripts)."""
+        """Process Qt events until the analysis has ended and been loaded; returns its final state (``done`` only
+        when its results were loaded; tests, scripts)."""
         deadline = time.monotonic() + timeout_s
         while self._timer.isActive():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the analysis did not end within {timeout_s:.0f} s")
             slicer.app.processEvents()
             time.sleep(0.05)
-        return self.process.state if self.process is not None else "not started"
+        return self.final_state

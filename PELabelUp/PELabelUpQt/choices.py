@@ -91,12 +91,12 @@ class ChoiceBoxes:
         ``arterySegmentId`` (a segment ID the segmentation no longer has leaves the selector's own choice)."""
         selectData(self.ui.modelVersionComboBox, p.segmenterVersion)
         selectData(self.ui.correctedSegmentComboBox, p.correctedSegmentId)
-        selector = self.ui.arterySegmentSelector
-        if selector.currentNode() != p.arterySegmentation:
-            selector.setCurrentNode(p.arterySegmentation)
-        if p.arterySegmentation is not None and p.arterySegmentId and selector.currentSegmentID() != p.arterySegmentId \
-                and p.arterySegmentation.GetSegmentation().GetSegment(p.arterySegmentId) is not None:
-            selector.setCurrentSegmentID(p.arterySegmentId)
+        selector, node, segmentId = self.ui.arterySegmentSelector, p.arterySegmentation, p.arterySegmentId
+        if selector.currentNode() != node:
+            selector.setCurrentNode(node)  # may pick the node's first segment and signal it: the saved ID is restored
+        if node is not None and segmentId and selector.currentSegmentID() != segmentId \
+                and node.GetSegmentation().GetSegment(segmentId) is not None:
+            selector.setCurrentSegmentID(segmentId)
 
     def onModelVersionChosen(self, index: int) -> None:
         p = self.parameterNode()

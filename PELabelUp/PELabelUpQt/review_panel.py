@@ -109,9 +109,10 @@ class ReviewPanel:
         self.ui.segmentEditorWidget.removeViewObservations()
 
     def clear(self) -> None:
-        """Show no review (a case opened that has no analysis yet)."""
+        """Show no review (a case opened that has no analysis yet, or the scene closed)."""
         self.ui.peProbabilityLabel.text = "-"
         self.ui.emboliTableView.setMRMLTableNode(None)
+        self.ui.correctedSegmentComboBox.clear()
 
     def onEmbolusClicked(self, index) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to show the embolus."), waitCursor=True):
