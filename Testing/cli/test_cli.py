@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from PELabelUpLib.geometry import Geometry
+from PELabelUpLib.io import write_dicom_series
+from PELabelUpLib.volume import CTVolume
+
 PELABELUP = [sys.executable, "-m", "PELabelUpLib.cli.main"]
 
 
@@ -84,6 +88,18 @@ def test_info_on_a_2d_image_names_the_reason(tmp_path):
     assert "2-D" in result.stderr
     assert str(picture) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_info_on_a_dicom_folder_it_cannot_load_describes_it_and_fails(tmp_path, as_json):
+    """The series are still shown on stdout; the reason is the one-line error, exit status 2."""
+    volume = CTVolume(hu=np.full((4, 16, 16), -1000, np.int16), geometry=Geometry((16, 16, 4), (1, 1, 2), (0, 0, 0)))
+    write_dicom_series(volume, tmp_path / "mr", extra={"Modality": "MR"})
+    result = run("info", str(tmp_path / "mr"), *(["--json"] if as_json else []))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"pelabelup info: error: {tmp_path / 'mr'}: not CT: no CT series "
+                                                  "found (Modality MR (4 files))"]
+    assert ("MR" in json.loads(result.stdout)["series"][0]["modality"]) if as_json else ("modality" in result.stdout)
 
 
 def test_synth_contrast_phase_is_recorded_in_each_case(tmp_path):

@@ -17,6 +17,7 @@ from PELabelUpLib.io import (
     NIFTI_TOLERANCE_MM,
     load_ct,
     read_label_file,
+    write_dicom_series,
     write_volume,
 )
 from PELabelUpLib.volume import CTVolume
@@ -198,6 +199,28 @@ def test_values_that_are_not_hu(tmp_path, values, words):
     one_line_error(err, path, *words)
 
 
+@pytest.mark.parametrize("name", ["nan.nii.gz", "nan.nii"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, ">f4"])
+def test_nifti_nan_and_infinity_are_refused_not_read_as_zero(tmp_path, name, bad, dtype):
+    """ITK reads a float NIfTI file's NaN and infinite voxels as 0; the loader and the label reader refuse them."""
+    values = np.full((6, 8, 10), -1000.0)
+    values[3, 4, 5], values[0, 0, 0] = 500.0, bad
+    path = tmp_path / name
+    if dtype == ">f4":  # a big-endian file (nibabel writes the byte order it is given)
+        nibabel = pytest.importorskip("nibabel")
+        nibabel.save(nibabel.Nifti1Image(values.transpose(2, 1, 0).astype(">f4"), np.eye(4)), str(path))
+    else:
+        sitk.WriteImage(sitk.GetImageFromArray(values.astype(dtype)), str(path))
+    for read in (load_ct, read_label_file):
+        with pytest.raises(InputError) as err:
+            read(path)
+        one_line_error(err, path, "NaN or infinity")
+    values[0, 0, 0] = -1000.0
+    sitk.WriteImage(sitk.GetImageFromArray(values.astype(np.float32)), str(path))
+    assert load_ct(path).hu.max() == 500, "finite float files load as before"
+
+
 def test_volume_without_air_loads_with_a_warning(tmp_path):
     values = np.random.default_rng(5).integers(-150, 400, (6, 8, 10)).astype(np.int16)
     volume = load_ct(write_volume(values, tmp_path / "crop.mha", Geometry((10, 8, 6), (1, 1, 1), (0, 0, 0))))
@@ -262,3 +285,21 @@ def test_metaimage_with_dicom_tag_keys_loads(tmp_path, a_ct_volume):
     sitk.WriteImage(image, str(path), useCompression=True)
     assert b"0008|0060 = CT" in path.read_bytes()
     np.testing.assert_array_equal(load_ct(path).hu, a_ct_volume.hu)
+
+
+@pytest.mark.parametrize(("size", "spacing"), [((96, 96, 60), (20, 20, 20)), ((64, 64, 300), (1, 1, 9))])
+def test_a_field_of_view_no_ct_has_is_refused(tmp_path, size, spacing):
+    """Each spacing is allowed, but voxels x spacing makes a body metres across (1.9 m, or 2.7 m along the table)."""
+    path = write_volume(np.full(size[::-1], -1000, np.int16), tmp_path / "huge.nii.gz", Geometry(size, spacing, (0, 0, 0)))
+    for read in (load_ct, read_label_file):
+        with pytest.raises(InputError) as err:
+            read(path)
+        one_line_error(err, path, "field of view", "larger than any CT")
+
+
+def test_a_dicom_series_with_a_field_of_view_no_ct_has_is_refused(tmp_path):
+    volume = CTVolume(hu=np.full((4, 70, 70), -1000, np.int16), geometry=Geometry((70, 70, 4), (15, 15, 2), (0, 0, 0)))
+    write_dicom_series(volume, tmp_path / "series")
+    with pytest.raises(InputError) as err:
+        load_ct(tmp_path / "series")
+    one_line_error(err, tmp_path / "series", "field of view 1050 x 1050 x 8 mm")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,14 @@ def format_facts(facts: dict[str, Any], indent: str = "") -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print what the loader sees; a DICOM folder it cannot load is still described (its series), then its
+    reason goes to stderr as the one-line error and the exit status is 2, as for any refused input."""
     facts = describe(args.path)
     if args.json:
         print(json.dumps(facts, indent=2, default=str))
     else:
         print("\n".join(format_facts(facts)))
+    if "error" in facts:
+        print(f"pelabelup info: error: {facts['error']}", file=sys.stderr)
+        return 2  # as main() for a refused input
     return 0

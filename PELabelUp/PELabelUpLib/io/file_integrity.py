@@ -31,23 +31,60 @@ METAIMAGE_GRID_KEYS = (
 HEADER_LIMIT_BYTES = 1 << 16
 
 
-def _nifti_voxel_offset(path: Path, header: bytes) -> int:
-    """``vox_offset`` of a NIfTI-1 or NIfTI-2 header (either byte order); 0 when the header is unrecognised
-    (ITK then refuses the file itself)."""
+#: NIfTI ``datatype`` codes of floating-point voxels, which may hold NaN or infinity
+NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
+
+
+def _nifti_layout(path: Path, header: bytes) -> tuple[int, str, int]:
+    """``(vox_offset, byte order, datatype)`` of a NIfTI-1 or NIfTI-2 header (either byte order);
+    ``(0, "<", 0)`` when the header is unrecognised (ITK then refuses the file itself)."""
     if len(header) < 4:
-        return 0
+        return 0, "<", 0
     for order in ("<", ">"):
         (sizeof_hdr,) = struct.unpack(order + "i", header[:4])
         if sizeof_hdr == 348 and len(header) >= 112:
             offset: float = struct.unpack(order + "f", header[108:112])[0]
+            (datatype,) = struct.unpack(order + "h", header[70:72])
         elif sizeof_hdr == 540 and len(header) >= 176:
             offset = struct.unpack(order + "q", header[168:176])[0]
+            (datatype,) = struct.unpack(order + "h", header[12:14])
         else:
             continue
         if not np.isfinite(offset) or not 0 <= offset < 2**40:
             raise InputError(path, f"corrupt NIfTI header: vox_offset {offset}")
-        return int(offset)
-    return 0
+        return int(offset), order, int(datatype)
+    return 0, "<", 0
+
+
+def _read_nifti_header(path: Path) -> bytes:
+    try:
+        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as stream:
+            return stream.read(544)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(path, f"cannot read NIfTI header: {exc}") from None
+
+
+def check_nifti_finite(path: Path, n_values: int) -> None:
+    """Refuse a floating-point NIfTI file holding NaN or infinity: ITK reads those voxels as 0 without a word.
+
+    Integer files are not read again; a float file's voxels are read in chunks from its (decompressed) stream.
+    """
+    offset, order, datatype = _nifti_layout(path, _read_nifti_header(path))
+    if datatype not in NIFTI_FLOAT_TYPES:
+        return
+    dtype = np.dtype(order + NIFTI_FLOAT_TYPES[datatype])
+    chunk_values = 1 << 22
+    with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as stream:
+        stream.seek(offset)
+        left = n_values
+        while left > 0:
+            data = stream.read(min(left, chunk_values) * dtype.itemsize)
+            if not data:
+                return  # a short file is refused by check_nifti_length
+            values = np.frombuffer(data[: len(data) - len(data) % dtype.itemsize], dtype=dtype)
+            if not np.isfinite(values).all():
+                raise InputError(path, "values include NaN or infinity (the file's floating-point voxels)")
+            left -= values.size
 
 
 def check_gzip_stream(path: Path, offset: int, expected: int, what: str) -> None:
@@ -91,16 +128,7 @@ def check_gzip_stream(path: Path, offset: int, expected: int, what: str) -> None
 def check_nifti_length(path: Path, data_bytes: int) -> None:
     """Refuse a truncated NIfTI file (ITK would read it silently, zero-filling the missing voxels)."""
     gz = path.name.lower().endswith(".gz")
-    try:
-        if gz:
-            with gzip.open(path, "rb") as stream:
-                header = stream.read(544)
-        else:
-            with open(path, "rb") as stream:
-                header = stream.read(544)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(path, f"cannot read NIfTI header: {exc}") from None
-    expected = _nifti_voxel_offset(path, header) + data_bytes
+    expected = _nifti_layout(path, _read_nifti_header(path))[0] + data_bytes
     if gz:
         check_gzip_stream(path, 0, expected, "NIfTI")
         return

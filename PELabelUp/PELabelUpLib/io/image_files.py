@@ -25,8 +25,8 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..geometry import Geometry
 from ..volume import CTVolume
-from .file_integrity import check_metaimage_header, check_nifti_length, check_nrrd_length
-from .validate import as_hu_array, check_exists, check_hu, check_spacing, check_volume_shape
+from .file_integrity import check_metaimage_header, check_nifti_finite, check_nifti_length, check_nrrd_length
+from .validate import as_hu_array, check_exists, check_extent, check_hu, check_spacing, check_volume_shape
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ def _open_checked(path: str | Path) -> tuple[sitk.ImageFileReader, Path, str, st
         p, reader.GetSize(), dimension=reader.GetDimension(), components=reader.GetNumberOfComponents()
     )
     check_spacing(p, reader.GetSpacing()[:3])
+    check_extent(p, reader.GetSize()[:3], reader.GetSpacing()[:3])
     direction = np.asarray(reader.GetDirection(), dtype=float)
     dim = reader.GetDimension()
     matrix = direction.reshape(dim, dim)[:3, :3]
@@ -134,6 +135,8 @@ def _execute(reader: sitk.ImageFileReader, path: Path, fmt: str) -> sitk.Image:
         image = reader.Execute()
     except RuntimeError as exc:
         raise InputError(path, f"cannot read {fmt} voxel data: {_itk_reason(exc, path)}") from None
+    if fmt == "NIfTI" and image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        check_nifti_finite(path, image.GetNumberOfPixels())  # ITK reads NaN and infinity there as 0
     if image.GetDimension() > 3:  # a 4-D file whose extra axes have length 1
         size = list(image.GetSize())
         image = sitk.Extract(image, size[:3] + [0] * (len(size) - 3), [0] * len(size))

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 MIN_SPACING_MM = 0.1
 MAX_SPACING_MM = 20.0
+#: the largest field of view (mm) a CT can have: in the axial plane (x, y; scanners reconstruct at most about
+#: 700-800 mm) and along the table (z; a whole body is about 2 m)
+MAX_EXTENT_MM = (1000.0, 1000.0, 2500.0)
 MIN_HU_RANGE = 100.0
 NO_AIR_OR_FAT_HU = -50.0
 NO_AIR_OR_FAT_PERCENTILE = 0.5
@@ -64,6 +67,16 @@ def check_spacing(path: str | Path, spacing_mm: Sequence[float], what: str = "vo
         raise InputError(
             path, f"absurd {what} {shown}: each must lie within {MIN_SPACING_MM:g}..{MAX_SPACING_MM:g} mm"
         )
+
+
+def check_extent(path: str | Path, size_xyz: Sequence[int], spacing_mm: Sequence[float]) -> None:
+    """The grid's field of view (voxels x spacing, per axis) fits a CT scanner (:data:`MAX_EXTENT_MM`): a
+    spacing allowed on its own can still make a body metres wide, which no analysis should try to resample."""
+    extent = [int(n) * float(s) for n, s in zip(size_xyz[:3], spacing_mm[:3], strict=True)]
+    if any(e > limit for e, limit in zip(extent, MAX_EXTENT_MM, strict=True)):
+        shown = " x ".join(f"{e:g}" for e in extent)
+        raise InputError(path, f"field of view {shown} mm is larger than any CT's (at most "
+                               f"{MAX_EXTENT_MM[0]:g} mm across, {MAX_EXTENT_MM[2]:g} mm along the table): wrong spacing?")
 
 
 def check_volume_shape(
