@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from analysis_helpers import REPO_ROOT, clot_study
+from analysis_helpers import REPO_ROOT, clot_study, run_cli
 
 from PELabelUpLib.analysis.batch import list_inputs, output_names, rank_share, read_input_list, torchrun_rank
 from PELabelUpLib.cli.main import main
@@ -90,6 +90,17 @@ def test_a_dicom_series_folder_is_not_a_batch(tmp_path, a_dicom_study):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no inputs"):
         list_inputs(tmp_path / "empty")
+    one = next(p for p in sorted(a_dicom_study.iterdir()) if p.is_file())
+    with pytest.raises(InputError, match="is one image.*run it without --batch"):
+        list_inputs(one)
+
+
+def test_one_image_file_is_not_a_list_of_inputs(tmp_path, a_nifti_study):
+    """A gzip image read as a list of paths failed with a UTF-8 decode error."""
+    done = run_cli("analyze", str(a_nifti_study), "--batch", "--out", str(tmp_path / "out"), "--progress", "none")
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"pelabelup analyze: error: {a_nifti_study}: is one image, not a folder of inputs or a list file: run it "
+        "without --batch"]
 
 
 def test_ranks_take_every_world_th_input(monkeypatch):

@@ -202,7 +202,8 @@ def test_the_worker_takes_the_mask_with_a_request(tmp_path, a_clot_study, a_clot
                                   '{"input": "a", "out": "b", "arteries": "m.nii", "arteries_label": 1.5}',
                                   '{"input": "a", "out": "b", "arteries": 3}',
                                   '{"input": "a", "out": "b", "arteries": "m.nii", "arteries_label": 0}',
-                                  '{"input": "a", "out": "b", "arteries": "m.nii", "arteries_label": true}'])
+                                  '{"input": "a", "out": "b", "arteries": "m.nii", "arteries_label": true}',
+                                  '{"input": "a", "out": "b", "arterys": "m.nii"}'])
 def test_bad_artery_fields_of_a_request_are_refused(line):
     with pytest.raises(ValueError, match="arteries"):
         parse_request(line)

@@ -5,6 +5,7 @@ Each refusal is one line on stderr and exit status 2, and leaves no output folde
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -141,8 +142,23 @@ def test_an_output_that_cannot_be_created_is_refused_before_the_analysis(tmp_pat
     stdout, stderr = capsys.readouterr()
     assert code == 2 and len(stderr.strip().splitlines()) == 1
     assert f"{out}: cannot be created: {tmp_path / 'notes.txt'} is not a folder" in stderr
-    assert stdout == ""  # refused before the models were loaded
+    # refused before the models were loaded: the progress stream is its end alone, the reason at 1.0
+    assert [json.loads(line) for line in stdout.splitlines()] == [
+        {"stage": "failed", "fraction": 1.0, "message": stderr.strip().removeprefix("pelabelup analyze: error: ")}]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_refused_input_ends_the_progress_stream_at_one(tmp_path, capsys, a_models_dir):
+    """``--progress json`` ends at 1.0 also when the analysis fails: with the reason, after the stages it reached."""
+    picture = tmp_path / "slice.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((32, 32), -1000, np.int16)), str(picture))
+    code = main(["analyze", str(picture), "--out", str(tmp_path / "out"), "--models-dir", str(a_models_dir),
+                 "--device", "cpu", "--progress", "json"])
+    stdout, stderr = capsys.readouterr()
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert code == 2 and [e["stage"] for e in events][-2:] == ["load", "failed"]
+    assert events[-1]["fraction"] == 1.0 and "2-D image" in events[-1]["message"] and str(picture) in stderr
+    assert_nothing_written(tmp_path / "out")
 
 
 def test_cuda_asked_for_without_cuda_is_refused(tmp_path, capsys, a_models_dir, a_nifti_study):

@@ -76,9 +76,12 @@ def list_inputs(source: str | Path) -> list[Path]:
     files are ignored.
 
     Raises:
-        InputError: ``source`` is missing, empty, or itself one DICOM series (run it without ``--batch``).
+        InputError: ``source`` is missing, empty, or itself one image or DICOM series (run it without
+            ``--batch``).
     """
     src = Path(source)
+    if src.is_file() and (image_extension(src) is not None or is_dicom_candidate(src)):
+        raise InputError(src, "is one image, not a folder of inputs or a list file: run it without --batch")
     if src.is_file():
         return read_input_list(src)
     if not src.is_dir():

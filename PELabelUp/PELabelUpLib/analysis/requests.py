@@ -11,6 +11,8 @@ from pathlib import Path
 READY = "ready"
 #: the stage of the last line of a request that failed
 FAILED = "failed"
+#: the keys a request may hold (another key is a typo that would silently change the analysis: refused)
+REQUEST_KEYS = ("input", "out", "id", "arteries", "arteries_label")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ def parse_request(line: str) -> Request:
 
     Raises:
         ValueError: not a JSON object with text ``input`` and ``out`` (and, if given, text ``id`` and
-            ``arteries``; ``arteries_label`` a whole number from 1 or a segment's name).
+            ``arteries``; ``arteries_label`` a whole number from 1 or a segment's name), or a key not in
+            :data:`REQUEST_KEYS`.
     """
     try:
         record = json.loads(line)
@@ -47,6 +50,10 @@ def parse_request(line: str) -> Request:
         raise ValueError(f"request is not JSON: {line.strip()[:200]!r}") from exc
     if not isinstance(record, dict):
         raise ValueError(f"request must be a JSON object, got {line.strip()[:200]!r}")
+    unknown = sorted(set(record) - set(REQUEST_KEYS))
+    if unknown:
+        raise ValueError(f"request has unknown keys {', '.join(map(repr, unknown))}: a request holds "
+                         f"{', '.join(map(repr, REQUEST_KEYS))}")
     for key in ("input", "out"):
         if not isinstance(record.get(key), str) or not record[key].strip():
             raise ValueError(f"request needs {key!r} as a non-empty path: {line.strip()[:200]!r}")

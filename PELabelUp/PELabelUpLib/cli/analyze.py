@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..analysis.interrupt import EXIT_TERMINATED, Terminated, sigterm_raises
 from ..analysis.progress import HumanProgress, JsonLinesProgress
+from ..analysis.requests import FAILED
 from ..explain.registry import DEFAULT_EXPLAINER, explainer_choices
 from ..models.registry import MODEL_TASKS, MODELS_DIR_ENV
 from ..precision import INFERENCE_PRECISIONS
@@ -26,7 +27,8 @@ examples:
 OUTDIR receives, on the input's exact grid: result.json, heatmap.nii.gz, pseudomask.nii.gz,
 segmentation.nii.gz, arteries.nii.gz and segmentation.seg.nrrd. It appears only when complete; SIGTERM
 or an error leaves nothing. Models: the bundled Resources/Models (or ${MODELS_DIR_ENV}), or --models-dir.
---progress json prints one JSON object a line on stdout: {{"stage", "fraction", "message"}}, ending at 1.0.
+--progress json prints one JSON object a line on stdout: {{"stage", "fraction", "message"}}, ending at 1.0
+(stage "done", or "failed" with the reason).
 --arteries replaces the artery model's territory by a pulmonary-artery mask (a reader's, or another
 tool's, e.g. TotalSegmentator's pulmonary_artery; any grid, resampled onto the CT's), or by a segment of a
 .seg.nrrd (e.g. an analysis's segmentation.seg.nrrd with "Pulmonary arteries" corrected in Slicer). It should
@@ -144,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
         except Terminated:
             print("pelabelup analyze: terminated (SIGTERM); the output in progress was removed", file=sys.stderr)
             return EXIT_TERMINATED
+        except Exception as exc:  # the stream ends at 1.0 either way; main() prints the one-line error
+            if args.progress == "json":
+                progress(FAILED, 1.0, " ".join(str(exc).split()))
+            raise
         finally:
             progress.close()
     if not args.batch:
