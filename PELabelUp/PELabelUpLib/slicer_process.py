@@ -387,7 +387,8 @@ CHILD_REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement("torch", "torch>=2.1", "pytorch-extension"),
     Requirement("monai", "monai>=1.4"),
     Requirement("scipy", "scipy>=1.11"),
-    Requirement("pydicom", "pydicom>=2.4"),
+    Requirement("pydicom", "pydicom>=3.0"),
+    Requirement("highdicom", "highdicom>=0.23"),
     Requirement("tqdm", "tqdm>=4.66"),
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import highdicom
 import nrrd
 import numpy as np
 import pytest
@@ -111,6 +112,7 @@ def test_result_json_records_probabilities_emboli_models_and_timings(a_cli_run, 
     assert timings["total"] == pytest.approx(sum(v for k, v in timings.items() if k != "total"), abs=0.01)
     assert record["settings"]["explainer"] == DEFAULT_EXPLAINER and record["format"] == 1
     assert record["iexplain"]["explainer"] == "gradcam", "auto: the test classifier names no Grad-CAM++ layer"
+    assert "dicom_seg" not in record["files"] and not (out / "segmentation.dcm").exists(), "a NIfTI input: no SEG"
 
 
 def test_seg_nrrd_holds_the_three_masks_exactly(a_cli_run, a_clot_study):
@@ -177,6 +179,15 @@ def test_a_dicom_folder_gives_outputs_on_its_grid(tmp_path, a_dicom_study, a_clo
     assert record["settings"]["explainer"] == "gradcampp"
     assert record["geometry"]["size"] == list(read_geometry.size)
     assert events[-1][:2] == ("done", 1.0)
+    # the same segments as a DICOM SEG on the source images (a NIfTI input gets none: test above)
+    assert record["files"]["dicom_seg"] == "segmentation.dcm"
+    seg = highdicom.seg.segread(out / "segmentation.dcm")
+    labels = [d.SegmentLabel for d in seg.SegmentSequence]
+    assert labels[0] == "PE pseudo-mask" and labels[-1] == "Pulmonary arteries"
+    uids = load_ct(a_dicom_study).meta["sop_uids"]
+    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[1, len(labels)])
+    np.testing.assert_array_equal(pixels[..., 0] > 0, pseudomask > 0)
+    np.testing.assert_array_equal(pixels[..., 1] > 0, read_image(out / "arteries.nii.gz")[0] > 0)
 
 
 def test_a_segmenter_model_makes_the_segmentation(tmp_path, a_nifti_study, a_clot_study):

@@ -8,7 +8,9 @@ process killed without a chance to clean up (SIGKILL, power loss) leaves the hid
 
 Files (every image on the input's exact grid: size, spacing, origin, direction):
 ``result.json``, ``heatmap.nii.gz`` (float32 in [0, 1]), ``pseudomask.nii.gz``, ``segmentation.nii.gz``
-(uint8 0/1), ``arteries.nii.gz`` (uint8 0/1, the artery territory), ``segmentation.seg.nrrd`` (Slicer).
+(uint8 0/1), ``arteries.nii.gz`` (uint8 0/1, the artery territory), ``segmentation.seg.nrrd`` (Slicer) and, for
+a DICOM input, ``segmentation.dcm``: the same segments as a DICOM SEG referencing the source images
+(:mod:`PELabelUpLib.io.dicom_seg`; ``result.json``'s ``files`` names it when it was written).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import __version__
 from ..errors import InputError
 from ..io import write_volume
+from ..io.dicom_seg import write_dicom_seg
 from ..io.seg_nrrd import write_seg_nrrd
 from ..labelup.outputs import write_labelup_outputs
 from ..volume import CTVolume
@@ -48,6 +52,8 @@ OUTPUT_FILES = {
     "arteries": "arteries.nii.gz",
     "seg_nrrd": "segmentation.seg.nrrd",
 }
+#: written beside the others for a DICOM input (listed in ``result.json``'s ``files`` then)
+DICOM_SEG_FILE = "segmentation.dcm"
 PARTIAL_MARK = ".partial-"
 
 
@@ -143,9 +149,16 @@ def write_analysis_outputs(out_dir: str | Path, volume: CTVolume, result: LabelU
         segments = analysis_segments(result.pseudomask, segmentation, result.territory,
                                      segmentation_source=segmentation_source)
         write_seg_nrrd(segments, g, bundle / OUTPUT_FILES["seg_nrrd"])
+        dicom_seg = None
+        if volume.meta.get("format") == "DICOM" and volume.meta.get("files"):
+            progress("write", start + 3 * step, "writing segmentation.dcm (DICOM SEG)")
+            dicom_seg = write_dicom_seg(bundle / DICOM_SEG_FILE, volume.meta["files"], segments,
+                                        software_version=__version__)
         progress("write", start + 3 * step, "finishing result.json")
         record_path = bundle / RESULT_FILE
         record = json.loads(record_path.read_text())
+        if dicom_seg is not None:
+            record.setdefault("files", {})["dicom_seg"] = DICOM_SEG_FILE
         seconds = time.perf_counter() - t0
         timings = record["timings_s"]
         timings["write"] = round(seconds, 3)

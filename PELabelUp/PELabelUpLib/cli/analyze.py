@@ -25,7 +25,8 @@ examples:
   torchrun --nproc_per_node=4 -m PELabelUpLib.cli.main analyze inputs.txt --batch --out analyses
 
 OUTDIR receives, on the input's exact grid: result.json, heatmap.nii.gz, pseudomask.nii.gz,
-segmentation.nii.gz, arteries.nii.gz and segmentation.seg.nrrd. It appears only when complete; SIGTERM
+segmentation.nii.gz, arteries.nii.gz and segmentation.seg.nrrd; for a DICOM input also segmentation.dcm,
+the segments as a DICOM SEG on the source images (for PACS). It appears only when complete; SIGTERM
 or an error leaves nothing. Models: the bundled Resources/Models (or ${MODELS_DIR_ENV}), or --models-dir.
 --progress json prints one JSON object a line on stdout: {{"stage", "fraction", "message"}}, ending at 1.0
 (stage "done", or "failed" with the reason).
