@@ -20,23 +20,23 @@ Runs in one process or under torchrun, as :mod:`training.segmenter.train`.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from PELabelUpLib.errors import InputError
 from PELabelUpLib.models.folder import read_model_folder
+from training.engine.cli import report_user_error
 from training.segmenter.lineage import check_new_version, next_version
 from training.segmenter.options import add_training_arguments, finish_args
 from training.segmenter.train import run_main
 
-log = logging.getLogger("training.finetune")
+PROG = "python -m training.finetune"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Arguments of a fine-tuning; the base folder's metadata is read to default and check ``--version``."""
-    p = argparse.ArgumentParser(prog="python -m training.finetune", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--base-model", type=Path, required=True, help="segmenter model folder to start from (read only)")
     p.add_argument("--version", help="version of the new model (default: the base's minor version + 1)")
     add_training_arguments(p, epochs=10, lr=5e-4, datastore=True)
@@ -45,16 +45,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.version = check_new_version(base.version, args.version or next_version(base.version))
     base_dir, out_dir = args.base_model.resolve(), args.out.resolve()
     if out_dir == base_dir or base_dir in out_dir.parents:
-        raise ValueError(f"--out {args.out} lies in the base model folder; a new version goes into a new folder")
+        raise InputError(args.out, "lies in the base model folder; a new version goes into a new folder (--out)")
     return finish_args(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Fine-tune; a refusal is one line (:func:`~training.engine.cli.report_user_error`), exit status 2."""
     try:
         args = parse_args(argv)
     except (InputError, ValueError) as exc:
-        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-        log.error("%s", exc)
+        report_user_error(exc, PROG)
         return 2
     return run_main(args, base_path=args.base_model)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,7 +122,80 @@ def test_synth_hybrid_without_real_data_is_refused(tmp_path):
     assert "--real-cta" in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize(("options", "message"), [
+    (["--slices", "1"], "--size-xy 96 96 --slices 1: 2-D image (size 96x96x1, a single slice): expected a 3-D CT "
+                        "volume"),
+    (["--spacing", "50", "50", "50"], "--size-xy 96 96 --spacing 50 50 50: absurd voxel spacing (50, 50, 50) mm"),
+    (["--size-xy", "512", "512", "--spacing", "5", "5", "5"],
+     "--size-xy 512 512 --spacing 5 5 5: field of view 2560 x 2560 x "),
+    (["--size-xy", "4", "96"], "--size-xy: must be an integer >= 8"),
+    (["--spacing", "0", "1", "1"], "--spacing: must be three positive numbers"),
+    (["--slices", "0"], "--slices: must be a positive integer, got 0"),
+])
+def test_synth_refuses_a_grid_before_writing_anything(tmp_path, options, message):
+    """Grids the loader would refuse to read back (``pelabelup info`` says why), and grids the generator refuses,
+    are refused up front in one line naming the options, and no --out folder is left."""
+    grid = ["--size-xy", "96", "96"] if "--size-xy" not in options else []
+    result = run("synth", "--out", str(tmp_path / "cohort"), "--n", "2", "--no-progress", *grid, *options)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert f"pelabelup synth: error: {message}" in result.stderr
+    assert "size_xy" not in result.stderr and "spacing_mm" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["--workers", "--n", "--hybrid"])
+def test_synth_refuses_counts_out_of_range(tmp_path, option):
+    result = run("synth", "--out", str(tmp_path / "cohort"), option, "0" if option == "--workers" else "-1")
+    assert result.returncode == 2
+    assert f"argument {option}: must be >= {1 if option == '--workers' else 0}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+OUT_COMMANDS = {"synth": ["--n", "1", "--no-progress"], "demo": ["--device", "cpu"],
+                "evaluate": ["--cohort", "no-cohort", "--predictions", "no-predictions", "--no-progress"]}
+
+
+@pytest.mark.parametrize("command", sorted(OUT_COMMANDS))
+def test_an_out_that_is_a_file_or_under_one_is_refused(tmp_path, command):
+    """--out may be an existing folder (written into), never a file: one line naming it, before any work."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    for out, reason in ((notes, "exists and is not a folder"), (notes / "x", f"cannot be created: {notes} is not a folder")):
+        result = run(command, "--out", str(out), *OUT_COMMANDS[command])
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == f"pelabelup {command}: error: {out}: {reason}" + (
+            " (choose another --out)" if out == notes else "")
+    assert notes.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.fixture
+def a_locked_folder(tmp_path):
+    """A folder this process cannot write in: a read-only one of ours, or, for root (who writes into any
+    folder whatever its mode), the kernel's read-only ``/proc/sys``."""
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        yield locked
+        locked.chmod(0o700)
+    elif not os.access("/proc/sys", os.W_OK):
+        yield Path("/proc/sys")
+    else:
+        pytest.skip("root, and /proc/sys is writable: no folder here refuses root")
+
+
+@pytest.mark.parametrize("command", sorted(OUT_COMMANDS))
+def test_an_out_that_cannot_be_written_is_refused(a_locked_folder, command):
+    for out, reason in ((a_locked_folder, "cannot write in this folder"),
+                        (a_locked_folder / "x", "cannot be created: no permission")):
+        result = run(command, "--out", str(out), *OUT_COMMANDS[command])
+        assert result.returncode == 2
+        assert result.stderr.strip().startswith(f"pelabelup {command}: error: {out}: {reason}")
+
+
 @pytest.mark.slow
 def test_demo_analyses_the_sample_case_with_the_bundled_models(tmp_path):
     result = run("demo", "--out", str(tmp_path / "demo"), "--device", "cpu")

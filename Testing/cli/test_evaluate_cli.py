@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,7 @@ def test_a_missing_case_is_one_line_naming_it(an_rspect_cohort, perfect_predicti
     assert len(lines) == 1
     assert dropped_id in lines[0]
     assert str(partial) in lines[0]
+    assert lines[0].endswith("(--allow-missing skips them)")
     assert "Traceback" not in result.stderr
     skipped = pelabelup("evaluate", "--cohort", an_rspect_cohort, "--predictions", partial, "--out",
                         tmp_path / "out", "--no-progress", "--allow-missing", "--panels", "0")
@@ -127,3 +129,40 @@ def test_a_heatmap_on_another_grid_is_one_line_naming_it(an_rspect_cohort, perfe
     assert len(lines) == 1
     assert str(heatmap) in lines[0]
     assert "spacing" in lines[0]
+
+
+def test_a_case_id_leading_outside_the_predictions_is_refused(an_rspect_cohort, perfect_predictions, tmp_path):
+    """A case_id of ``../...`` would have evaluate read a prediction outside --predictions: refused, naming
+    cohort.csv, its line and the value."""
+    cohort = Path(shutil.copytree(an_rspect_cohort, tmp_path / "cohort"))
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    with (cohort / "cohort.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["case_id"] = os.path.relpath(perfect_predictions / row["study_uid"], predictions)
+    with (cohort / "cohort.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = pelabelup("evaluate", "--cohort", cohort, "--predictions", predictions, "--out", tmp_path / "out",
+                       "--no-progress", "--panels", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"pelabelup evaluate: error: {cohort / 'cohort.csv'}: line 2: case_id {rows[0]['case_id']!r}: contains a "
+        "path separator ('/' or '\\')"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_ct_given_as_the_pseudomask_is_one_line_naming_it(an_rspect_cohort, perfect_predictions, tmp_path):
+    predictions = Path(shutil.copytree(perfect_predictions, tmp_path / "predictions"))
+    pseudomask = sorted(predictions.glob("*/pseudomask.nii.gz"))[0]
+    image = sitk.ReadImage(str(pseudomask))
+    ct = np.random.default_rng(3).integers(-1024, 858, sitk.GetArrayFromImage(image).shape).astype(np.int16)
+    write_volume(ct, pseudomask, Geometry.from_sitk(image))
+    result = pelabelup("evaluate", "--cohort", an_rspect_cohort, "--predictions", predictions, "--out",
+                       tmp_path / "out", "--no-progress")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"pelabelup evaluate: error: {pseudomask}: holds negative values (down to -1024): expected a mask or label "
+        "map, not an image"]

@@ -16,7 +16,7 @@ from scipy import ndimage
 from PELabelUpLib.errors import InputError
 from PELabelUpLib.evaluate import lesion_detection
 from PELabelUpLib.evaluate.cohort import evaluate_cohort
-from PELabelUpLib.evaluate.predictions import read_study_probability
+from PELabelUpLib.evaluate.predictions import read_cohort, read_study_probability
 from PELabelUpLib.evaluate.report import write_report
 from PELabelUpLib.evaluate.summary import summarise
 from PELabelUpLib.geometry import Geometry
@@ -383,3 +383,49 @@ def test_given_territories_are_counted_and_named_in_the_report(a_cohort, truth_c
     assert metrics["inputs"]["territory_sources"] == {"model": len(truth_cases) - 2, "file": 2}
     assert (f"| artery territory | the artery model's in {len(truth_cases) - 2} cases, given to the analysis "
             "(--arteries) in 2 |") in report.report_md.read_text()
+
+
+def _write_cohort_csv(folder: Path, **row: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    fields = {"case_id": "phantom-000001", "study_uid": "", "path": "phantom-000001"} | row
+    (folder / "cohort.csv").write_text(",".join(fields) + "\n" + ",".join(fields.values()) + "\n")
+    return folder / "cohort.csv"
+
+
+@pytest.mark.parametrize(("column", "value", "reason"), [
+    ("path", "../elsewhere/phantom-000001", "leads outside the cohort folder"),
+    ("path", "/tmp/elsewhere/phantom-000001", "leads outside the cohort folder"),
+    ("path", "masks/../../elsewhere", "leads outside the cohort folder"),
+    ("case_id", "../x", "contains a path separator"),
+    ("case_id", "..", "relative folder reference"),
+    ("study_uid", "../../7f3a", "contains a path separator"),
+])
+def test_cohort_csv_values_that_lead_outside_its_folders_are_refused(tmp_path, column, value, reason):
+    """``path`` is read below the cohort, ``case_id`` and ``study_uid`` name folders below --predictions and
+    ``train/``: the reader (evaluate's and finetune's) refuses a value that leaves them, naming cohort.csv."""
+    plain = _write_cohort_csv(tmp_path / "plain")
+    assert [c.truth_dir for c in read_cohort(plain.parent)] == [plain.parent / "phantom-000001"]
+    index = _write_cohort_csv(tmp_path / "cohort", **{column: value})
+    with pytest.raises(InputError, match=reason) as error:
+        read_cohort(index.parent)
+    message = str(error.value)
+    assert message.startswith(f"{index}: line 2: {column} ") and repr(value) in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("bad_file", "reason"), [
+    ("pseudomask.nii.gz", "negative values \\(down to -1024\\)"),
+    ("arteries.nii.gz", "fractional values"),
+])
+def test_an_image_given_as_a_predicted_mask_is_refused(a_cohort, truth_cases, perfect_predictions, tmp_path,
+                                                       bad_file, reason):
+    """A CT (int16 HU) as the pseudo-mask, a heatmap as the territory: not one giant component, a refusal."""
+    predictions = spoilable(perfect_predictions, tmp_path)
+    case = truth_cases[0]
+    rng = np.random.default_rng(5)
+    images = {"pseudomask.nii.gz": rng.integers(-1024, 858, case.emboli.shape).astype(np.int16),
+              "arteries.nii.gz": rng.uniform(size=case.emboli.shape).astype(np.float32)}
+    write_volume(images[bad_file], predictions / case.case_id / bad_file, case.geometry)
+    with pytest.raises(InputError, match=reason) as error:
+        evaluate_cohort(a_cohort, predictions)
+    assert str(error.value).startswith(f"{predictions / case.case_id / bad_file}: holds ")

@@ -165,3 +165,18 @@ def test_hybrid_cases_join_a_cohort(real_cta_dir, tmp_path):
 def test_plan_rejects_hybrid_without_real_data():
     with pytest.raises(ValueError, match="real_cta_dir"):
         plan_cohort(1, seed=0, n_hybrid=1)
+
+
+def test_a_run_refused_before_any_case_leaves_no_folder(tmp_path):
+    """The generator refuses a positive phantom on an 8 x 8 x 2 grid: the folders the run created go again, a
+    folder that was there before stays."""
+    tiny = {"size_xy": 8, "n_slices": 2, "n_emboli": 1}
+    out = tmp_path / "new" / "cohort"
+    with pytest.raises(ValueError, match="no pulmonary artery"):
+        generate_cohort(out, plan_cohort(1, seed=1, overrides=tiny), workers=1)
+    assert list(tmp_path.iterdir()) == []
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(ValueError, match="no pulmonary artery"):
+        generate_cohort(kept, plan_cohort(1, seed=1, overrides=tiny), workers=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list(kept.iterdir()) == []

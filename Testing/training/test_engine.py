@@ -6,6 +6,7 @@ size); the real two-process run is in ``test_torchrun.py``.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import random
 from collections import Counter
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from PELabelUpLib.cli.options import PROG_ENV
 from PELabelUpLib.models.inference import cpu_has_native_bf16
 from training.engine import (
     CHECKPOINT_DIR,
@@ -44,6 +46,7 @@ from training.engine import (
     set_loader_epoch,
     setup_distributed,
 )
+from training.engine.cli import run_training
 from training.toy_trainer import evaluate, load_toy_model, main, make_squares, parse_args, train
 
 SINGLE = DistContext()
@@ -126,6 +129,38 @@ def test_toy_cli_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
     assert main([*common, "--resume"]) == 0
     assert load_toy_model(out)[1]["training"]["epochs_done"] == 1
     assert main([*common, "--resume"]) == 2  # the model folder exists
+
+
+def test_a_refused_run_is_one_line_and_leaves_no_run_folder_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """A user error after the run folder was started (label_sources.csv, logs) removes it, unless it holds a
+    checkpoint (--resume) or was there before; a command running the trainer in a child process names itself."""
+    def refused(args: argparse.Namespace, ctx: DistContext, checkpoint: bool = False) -> None:
+        (args.run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+        (args.run_dir / "label_sources.csv").write_text("case_id\n")
+        if checkpoint:
+            (args.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).write_bytes(b"a checkpoint")
+        raise ValueError("batch_size must be at least 1,\n got 0")
+
+    fresh = argparse.Namespace(device="cpu", run_dir=tmp_path / "fresh.run")
+    assert run_training(fresh, refused)[:2] == (False, None)
+    assert not fresh.run_dir.exists()
+    resumable = argparse.Namespace(device="cpu", run_dir=tmp_path / "resumable.run")
+    assert not run_training(resumable, lambda a, c: refused(a, c, checkpoint=True))[0]
+    assert (resumable.run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file()
+    earlier = argparse.Namespace(device="cpu", run_dir=tmp_path / "earlier.run")
+    earlier.run_dir.mkdir()
+    assert not run_training(earlier, refused)[0]
+    assert (earlier.run_dir / "label_sources.csv").is_file()
+
+    capsys.readouterr()
+    monkeypatch.setenv(PROG_ENV, "pelabelup finetune")
+    assert not run_training(fresh, refused)[0]
+    assert capsys.readouterr().err == "pelabelup finetune: error: batch_size must be at least 1, got 0\n"
+    if not torch.cuda.is_available():  # a device torch does not see is a user error too, not a traceback
+        assert not run_training(argparse.Namespace(device="cuda"), refused)[0]
+        assert capsys.readouterr().err == ("pelabelup finetune: error: device 'cuda' asked for, but torch sees "
+                                           "no CUDA device\n")
 
 
 # --- fit on its own ---------------------------------------------------------------------------------------

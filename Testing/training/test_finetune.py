@@ -3,6 +3,7 @@ the base folder is left byte for byte as it was. Real model folders, a real chil
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
@@ -15,6 +16,7 @@ import pytest
 import torch
 from clot_cohort import write_case_masks, write_clot_cohort
 
+from PELabelUpLib.cli.main import build_parser
 from PELabelUpLib.cli.main import main as pelabelup
 from PELabelUpLib.datastore import Datastore
 from PELabelUpLib.io import load_ct, read_label_file
@@ -164,3 +166,66 @@ def test_the_command_refuses_a_base_that_is_not_a_segmenter(a_cohort_with_correc
     assert status == 2
     assert "finetune needs a segmenter" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def finetune_command(*options: str) -> subprocess.CompletedProcess:
+    """``pelabelup finetune`` in a child process, as a user runs it (its own child runs the training)."""
+    return subprocess.run([sys.executable, "-m", "PELabelUpLib.cli.main", "finetune", *options],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize(("option", "value"), [("--threads", "-3"), ("--epochs", "-1"), ("--lr", "-1"),
+                                               ("--lr", "nan"), ("--batch-size", "0"),
+                                               ("--patches-per-epoch", "0"), ("--seed", "-1"), ("--val-cases", "-1")])
+def test_bad_numbers_are_refused_before_anything_is_read_or_written(a_cohort_with_corrections: dict[str, Path],
+                                                                   tmp_path: Path, option: str, value: str) -> None:
+    data = a_cohort_with_corrections
+    base = a_base_model(tmp_path / "base")
+    out, cache = tmp_path / "new", tmp_path / "cache"
+    done = finetune_command("--cohort", str(data["cohort"]), "--labels", f"pseudo:{data['predictions']}",
+                            "--base-model", str(base), "--out", str(out), "--cache-dir", str(cache),
+                            "--device", "cpu", "--val-cases", "0", option, value)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"pelabelup finetune: error: argument {option}: must ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]  # no model, run or cache folder
+    with pytest.raises(SystemExit):  # the training module refuses it as well when run on its own
+        finetune_args(["--cohort", str(data["cohort"]), "--labels", "gt", "--base-model", str(base),
+                       "--out", str(out), option, value])
+
+
+@pytest.mark.slow
+def test_refusals_of_the_training_child_are_the_commands_one_line(a_cohort_with_corrections: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    """What only the training child can check (label folders, the number of cases, the device) is reported in
+    ``pelabelup finetune: error: <file>: <reason>`` form, exit status 2, no log line, no run folder."""
+    data = a_cohort_with_corrections
+    base = a_base_model(tmp_path / "base")
+    common = ["--base-model", str(base), "--out", str(tmp_path / "new"), "--cache-dir", str(tmp_path / "cache"),
+              "--device", "cpu"]
+    refusals = {
+        ("--cohort", str(data["cohort"])): f"{data['cohort']}: --cohort and --labels go together",
+        ("--cohort", str(data["cohort"]), "--labels", f"pseudo:{tmp_path / 'nowhere'}"):
+            f"{tmp_path / 'nowhere'}: pseudo label folder not found",
+        ("--cohort", str(data["cohort"]), "--labels", "gt", "--val-cases", "3"):
+            "--val-cases must lie in [0, 2] for 3 cases, got 3",
+        ("--datastore", str(data["datastore"]), "--out", str(base / "v2")): f"{base / 'v2'}: lies in the base model",
+    }
+    if not torch.cuda.is_available():
+        refusals[("--cohort", str(data["cohort"]), "--labels", "gt", "--device", "cuda")] = (
+            "device 'cuda' asked for, but torch sees no CUDA device")
+    for options, message in refusals.items():
+        done = finetune_command(*common, *options)
+        assert done.returncode == 2, done.stderr[-2000:]
+        errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+        assert errors == [done.stderr.splitlines()[-1]], done.stderr[-2000:]
+        assert errors[0].startswith(f"pelabelup finetune: error: {message}"), done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+        assert not (tmp_path / "new").exists() and not (tmp_path / "new.run").exists()
+
+
+def test_every_finetune_option_is_explained() -> None:
+    parser = build_parser()
+    finetune = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["finetune"]
+    unexplained = [a.option_strings[-1] for a in finetune._actions if not a.help]
+    assert unexplained == []

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 import torch
 
+from PELabelUpLib.cli.options import PROG_ENV, error_line
 from PELabelUpLib.errors import InputError
 
 from .distributed import DistContext, cleanup, setup_distributed
+from .layout import discard_unfinished_run
 from .logs import setup_logging
 from .precision import Precision, make_precision
 from .seeding import configure_determinism, seed_everything
@@ -29,19 +33,38 @@ def run_training(args: argparse.Namespace, train: Callable[[argparse.Namespace, 
     """Set up this process (one process, or a rank under ``torchrun``) and its logging, run ``train`` and always
     leave the process group.
 
+    A user error (:data:`USER_ERRORS`, a device torch does not see included) is reported as one line
+    (:func:`report_user_error`); a run folder (``args.run_dir``) that this run made is then removed unless it
+    holds a checkpoint (:func:`~.layout.discard_unfinished_run`).
+
     Returns:
-        ``(ok, train's result, the context)``; ``ok`` is False (and the result ``None``) after a user error,
-        which is logged as one line.
+        ``(ok, train's result, the context)``; ``ok`` is False (and the result ``None``) after a user error.
     """
-    ctx = setup_distributed(device=args.device)
-    setup_logging(ctx)
+    run_dir = getattr(args, "run_dir", None)
+    made_here = run_dir is not None and not run_dir.exists()
+    ctx = DistContext()
     try:
+        ctx = setup_distributed(device=args.device)
+        setup_logging(ctx)
         return True, train(args, ctx), ctx
     except USER_ERRORS as exc:
-        log.error("%s", exc)
+        report_user_error(exc)
+        if made_here and ctx.is_main:
+            discard_unfinished_run(run_dir)
         return False, None, ctx
     finally:
         cleanup()
+
+
+def report_user_error(exc: BaseException, prog: str | None = None) -> None:
+    """An error the user can fix, on one line: ``<command>: error: <message>`` on stderr, the command being the
+    one that runs this trainer in a child process (it names itself in
+    :data:`~PELabelUpLib.cli.options.PROG_ENV`), else ``prog``; without either an ERROR log line."""
+    prog = os.environ.get(PROG_ENV) or prog
+    if prog:
+        print(error_line(prog, exc), file=sys.stderr)
+    else:
+        log.error("%s", exc)
 
 
 def start_process(args: argparse.Namespace, ctx: DistContext) -> Precision:

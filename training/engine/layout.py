@@ -3,12 +3,14 @@
 Every trainer (artery, segmenter, slice classifier, ``pelabelup finetune``) takes the same three options
 (:func:`add_output_arguments`): ``--out`` is the model folder written when the schedule completes (it must not
 exist), ``--run-dir`` holds ``train_steps.csv``, ``epochs.csv`` and ``checkpoints/`` (default ``<out>.run``
-beside it), and ``--resume`` continues from ``<run-dir>/checkpoints/last.pt``.
+beside it), and ``--resume`` continues from ``<run-dir>/checkpoints/last.pt``. A run refused for bad input removes
+the run folder it made, unless a checkpoint is in it (:func:`discard_unfinished_run`).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from PELabelUpLib.errors import InputError
@@ -48,3 +50,12 @@ def check_run_paths(args: argparse.Namespace) -> None:
         raise InputError(last, "nothing to resume: no checkpoint")
     if not args.resume and last.exists():
         raise FileExistsError(f"{args.run_dir}: holds a run already; pass --resume or choose another --run-dir")
+
+
+def discard_unfinished_run(run_dir: Path) -> bool:
+    """Remove a run folder that holds no checkpoint (what a refused run wrote: ``label_sources.csv``, logs,
+    a cache); a folder with one is kept for ``--resume``. Returns whether it was removed."""
+    if not run_dir.is_dir() or any((run_dir / CHECKPOINT_DIR).glob("*.pt")):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True

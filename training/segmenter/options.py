@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from PELabelUpLib.cli.options import fraction, positive_int
 from PELabelUpLib.errors import InputError
 from training.engine.layout import resolve_run_dir
 from training.engine.options import add_run_arguments
@@ -34,10 +35,10 @@ def add_training_arguments(p: argparse.ArgumentParser, *, epochs: int, lr: float
     p.add_argument("--territory", help="gt | pred:DIR (default: pred:DIR of the first pseudo source, else gt)")
     p.add_argument("--cache-dir", type=Path,
                    help="working-grid cache (default: <cohort>/.cache, or <run-dir>/cache without a cohort)")
-    p.add_argument("--cache-workers", type=int, default=1,
+    p.add_argument("--cache-workers", type=positive_int, default=1,
                    help="processes that bring the cases onto the working grid when the cache lacks them")
     add_run_arguments(p, epochs=epochs, lr=lr, patches_per_epoch=64, val_cases=2)
-    p.add_argument("--label-fraction", type=float, default=0.6,
+    p.add_argument("--label-fraction", type=fraction, default=0.6,
                    help="share of patches centred on label voxels (the rest on the territory)")
     p.add_argument("--augmentation", choices=("light", "none"), default="light",
                    help="light: x flips, HU scale/shift and noise (training.artery.data.Augmentation); none: off")
@@ -47,11 +48,15 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
     """Defaults that depend on other arguments; label and territory sources parsed (folders checked).
 
     Raises:
-        ValueError: ``--cohort`` without ``--labels`` or the reverse, or neither them nor ``--datastore``.
+        InputError: ``--cohort`` without ``--labels``.
+        ValueError: ``--labels`` without ``--cohort``, or neither them nor ``--datastore``.
     """
     args.datastore = getattr(args, "datastore", None)
-    if (args.cohort is None) != (not args.labels):
-        raise ValueError("--cohort and --labels go together (the labels of the cohort's cases)")
+    if args.cohort is not None and not args.labels:
+        raise InputError(args.cohort, "--cohort and --labels go together: give --labels, the label sources of its "
+                                      "cases (gt | pseudo:DIR | corrected:DIR)")
+    if args.cohort is None and args.labels:
+        raise ValueError("--cohort and --labels go together: --labels names the label sources of a --cohort's cases")
     if args.cohort is None and args.datastore is None:
         raise ValueError("nothing to train on: give --cohort with --labels, or --datastore")
     resolve_run_dir(args)

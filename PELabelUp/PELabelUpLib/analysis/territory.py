@@ -57,14 +57,20 @@ class GivenTerritory:
     record: dict[str, Any]
 
 
-def _label_values(values: np.ndarray, path: Path) -> np.ndarray:
-    """The nonzero labels of ``values``; refuses fractional values (a probability map, a CT)."""
+def check_mask_values(values: np.ndarray, path: str | Path) -> None:
+    """Refuse values no mask or label map holds (:class:`InputError` naming ``path``): fractional ones (a
+    probability map, a CT) or negative ones (an image given as the mask)."""
     if np.issubdtype(values.dtype, np.floating):
         if not np.all(np.isfinite(values)) or np.any(values != np.rint(values)):
             raise InputError(path, "holds fractional values: expected a mask or label map of whole numbers")
     low = values.min() if values.size else 0
     if low < 0:
         raise InputError(path, f"holds negative values (down to {low:g}): expected a mask or label map, not an image")
+
+
+def _label_values(values: np.ndarray, path: Path) -> np.ndarray:
+    """The nonzero labels of ``values``; refuses values no label map holds (:func:`check_mask_values`)."""
+    check_mask_values(values, path)
     labels = np.unique(values)
     return labels[labels != 0]
 

@@ -10,6 +10,7 @@ from ..analysis.progress import HumanProgress
 from ..demo import run_demo
 from ..explain.registry import DEFAULT_EXPLAINER, explainer_choices
 from ..pseudomask.describe import emboli_count
+from .options import check_output_folder
 
 HELP = ("analyse the embedded sample case (a synthetic CTPA study with four emboli) with the bundled models and "
         "draw a PNG overview")
@@ -17,7 +18,8 @@ HELP = ("analyse the embedded sample case (a synthetic CTPA study with four embo
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help=HELP, description=HELP)
-    p.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default: demo-output)")
+    p.add_argument("--out", type=Path, default=Path("demo-output"),
+                   help="output folder (created; a rerun replaces its analysis; default: demo-output)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when available, else the CPU (default)")
     p.add_argument("--explainer", choices=explainer_choices(), default=DEFAULT_EXPLAINER)
@@ -25,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_folder(args.out)
     result = run_demo(args.out, device=args.device, explainer=args.explainer, progress=HumanProgress(sys.stderr))
     analysis = result.analysis
     print(f"sample case: {result.folder}  (CT ct.nii.gz; ground truth emboli.nii.gz, arteries.nii.gz, case.json)")

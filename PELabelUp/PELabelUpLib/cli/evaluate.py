@@ -12,6 +12,7 @@ from ..evaluate.plots import plural
 from ..evaluate.pointing import DEFAULT_TOLERANCE_MM
 from ..evaluate.predictions import MASK_CHOICES, read_cohort
 from ..evaluate.report import write_report
+from .options import check_output_folder, non_negative_float, non_negative_int, positive_int
 
 HELP = "score predictions against a synthetic cohort's ground truth; write metrics.json, report.md and plots"
 EPILOG = """\
@@ -25,46 +26,28 @@ heatmap.nii.gz, pseudomask.nii.gz and optionally segmentation.nii.gz and arterie
 """
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help=HELP, description=HELP, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cohort", required=True, type=Path, help="ground-truth cohort folder (with cohort.csv)")
     p.add_argument("--predictions", required=True, type=Path, help="folder of per-case prediction folders")
-    p.add_argument("--out", required=True, type=Path, help="report folder (created)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="report folder (created; an existing one is written into, its files of the same names "
+                        "replaced)")
     p.add_argument("--mask", choices=MASK_CHOICES, default="pseudomask",
                    help="predicted mask scored by Dice, detection and FROC (default: pseudomask)")
     p.add_argument("--allow-missing", action="store_true", help="skip cases without a prediction folder")
-    p.add_argument("--tolerance-mm", type=_non_negative_float, default=DEFAULT_TOLERANCE_MM,
+    p.add_argument("--tolerance-mm", type=non_negative_float, default=DEFAULT_TOLERANCE_MM,
                    help=f"pointing-game hit distance in mm (default: {DEFAULT_TOLERANCE_MM:g})")
-    p.add_argument("--panels", type=_non_negative_int, default=2,
+    p.add_argument("--panels", type=non_negative_int, default=2,
                    help="slice panels for this many worst and as many best Dice cases (default: 2)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="processes reading cases (default: 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes reading cases (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_folder(args.out)  # before the cases are read, which takes a while
     n_cases = len(read_cohort(args.cohort))
     with tqdm(total=n_cases, unit="case", desc="evaluate", disable=args.no_progress) as bar:
         evaluation = evaluate_cohort(args.cohort, args.predictions, mask=args.mask, allow_missing=args.allow_missing,

@@ -4,6 +4,10 @@ Inference never imports training code, and the fine-tuning loop is the training 
 torchrun, checkpoints, logs): so this command checks its inputs with the core, then runs
 ``python -m training.finetune`` (the ``training`` package of a PELabelUp source checkout) in a child process
 with the same Python, and returns its exit status. The base model folder is only read.
+
+Bad numbers are refused while the command line is parsed; the child reports what it refuses (a label folder
+that is not there, a --version that does not rise) in this command's one-line form, ``pelabelup finetune:
+error: <file>: <reason>`` with exit status 2, and a refused run leaves no run folder behind.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from ..datastore import Datastore
 from ..errors import InputError
 from ..models.folder import read_model_folder
 from ..precision import TRAINING_PRECISIONS
+from .options import PROG_ENV, non_negative_int, positive_float, positive_int
 
 HELP = "fine-tune a segmenter on corrected masks (pseudo-masks elsewhere) into a new model version"
 EPILOG = """\
@@ -40,6 +45,7 @@ Masks lie on their CT's grid. The new folder keeps the base's name, network and 
 a higher version, its parent (name, version, weights sha256) and a changelog entry; which label file each
 case used is in its metadata (training.cases) and in <out>.run/label_sources.csv. Needs the training
 package of a PELabelUp source checkout (and torch, monai).
+Exit status: 0 done, 2 bad input (one line on stderr; a refused run leaves no run folder behind).
 """
 
 TRAINING_MODULE = "training.finetune"
@@ -74,19 +80,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="new model folder (must not exist)")
     p.add_argument("--territory", help="gt | pred:DIR (default: pred:DIR of the first pseudo source, else gt)")
     p.add_argument("--version", help="new model version (default: the base's minor version + 1)")
-    p.add_argument("--epochs", type=int, help="epochs (default: 10)")
-    p.add_argument("--patches-per-epoch", type=int, help="training patches per epoch (default: 64)")
-    p.add_argument("--batch-size", type=int, help="patches per step (default: 2)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default: 5e-4)")
-    p.add_argument("--val-cases", type=int, help="cases held out for the per-epoch Dice (default: 2)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--epochs", type=positive_int, help="epochs (default: 10)")
+    p.add_argument("--patches-per-epoch", type=positive_int, help="training patches per epoch (default: 64)")
+    p.add_argument("--batch-size", type=positive_int, help="patches per step (default: 2)")
+    p.add_argument("--lr", type=positive_float, help="peak learning rate (default: 5e-4)")
+    p.add_argument("--val-cases", type=non_negative_int,
+                   help="cases held out for the per-epoch Dice, 0 for none (default: 2)")
+    p.add_argument("--seed", type=non_negative_int,
+                   help="seed of the patch draws, augmentation and validation patches (default: 0)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                   help="auto: the GPU when torch sees one, else the CPU (default: auto)")
     p.add_argument("--precision", choices=TRAINING_PRECISIONS,
                    help="auto: bf16/fp16 on CUDA, float32 on CPU; bf16 also on CPUs with AMX or AVX512-BF16, about "
                         "2.8x faster there (default: auto)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--run-dir", type=Path, help="logs and checkpoints (default: <out>.run)")
-    p.add_argument("--cache-dir", type=Path, help="working-grid cache (default: <cohort>/.cache)")
+    p.add_argument("--cache-dir", type=Path,
+                   help="working-grid cache (default: <cohort>/.cache, or <run-dir>/cache without --cohort)")
     p.set_defaults(run=run)
 
 
@@ -103,4 +113,5 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(root, "no training package here: fine-tuning runs from a PELabelUp source checkout")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    env[PROG_ENV] = f"pelabelup {args.command}"  # the child's refusals read as this command's
     return subprocess.run(training_command(args), env=env, check=False).returncode

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
+from ..errors import InputError
+from ..io.validate import check_extent, check_spacing, check_volume_shape
 from ..synthetic.anatomy import CONTRAST_PHASES
-from ..synthetic.cohort import LAYOUTS, generate_cohort, plan_cohort
+from ..synthetic.cohort import LAYOUTS, CaseRequest, generate_cohort, plan_cohort
+from .options import check_output_folder, non_negative_int, positive_int
 
 HELP = "generate a synthetic CTPA cohort with ground truth (NIfTI folders or the RSPECT layout)"
 EPILOG = """\
@@ -20,27 +25,26 @@ examples:
 
 Each case is deterministic from --seed and the generator version (recorded in case.json). An interrupted
 run leaves only whole cases; running the same command again keeps them and makes the rest, and refuses a
-folder whose cases another generator version or other options (grid, contrast phase) made.
+folder whose cases another generator version or other options (grid, contrast phase) made. Grid options
+that make a phantom the loader would refuse (a single slice, a spacing or field of view no CT has) are refused
+before anything is written.
 """
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+#: the phantom parameters (``generate_phantom`` overrides) of the grid options
+GRID_OPTIONS = {"size_xy": "--size-xy", "n_slices": "--slices", "spacing_mm": "--spacing"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help=HELP, description=HELP, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--n", type=_positive_int, default=10, help="number of phantoms (default: 10)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder (created; a rerun into it keeps the cases it finished)")
+    p.add_argument("--n", type=non_negative_int, default=10, help="number of phantoms (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="cohort seed (default: 0)")
     p.add_argument("--layout", choices=LAYOUTS, default="nifti",
                    help="nifti: one folder per case; rspect: train/<study>/<series>/<sop>.dcm + train.csv")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--hybrid", type=_positive_int, default=0,
+    p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--hybrid", type=non_negative_int, default=0,
                    help="also make this many hybrid cases: emboli implanted into the real CTA crop")
     p.add_argument("--real-cta", type=Path, default=None,
                    help="folder with cta_crop.nii.gz and pulmonary_artery.nii.gz (needed with --hybrid)")
@@ -57,22 +61,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The phantom overrides the options ask for (an option not given is drawn per phantom)."""
+    given = {"size_xy": args.size_xy and tuple(args.size_xy), "n_slices": args.slices,
+             "spacing_mm": args.spacing and tuple(args.spacing), "contrast_phase": args.contrast_phase}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _option_error(exc: ValueError) -> ValueError:
+    """The generator's refusal of a grid parameter (``size_xy must be ...``), naming the option instead."""
+    name, _, reason = str(exc).partition(" ")
+    return InputError(GRID_OPTIONS[name], reason) if name in GRID_OPTIONS else exc
+
+
+def check_grids(requests: list[CaseRequest], overrides: dict[str, Any]) -> None:
+    """Refuse grid options that make a phantom the generator refuses, or one the loader would refuse to read
+    (its rules: 3-D, spacing and field of view of a CT), naming the options given; before anything is written."""
+    from ..synthetic.phantom import plan_phantom  # the generators: not at start-up of the command line
+
+    given = " ".join(f"{option} {' '.join(f'{v:g}' for v in np.atleast_1d(overrides[name]))}"
+                     for name, option in GRID_OPTIONS.items() if name in overrides)
+    if not given:
+        return  # drawn grids are always readable
+    for request in (r for r in requests if r.kind == "phantom"):
+        try:
+            geometry = plan_phantom(request.seed, **dict(request.overrides)).geometry
+        except ValueError as exc:
+            raise _option_error(exc) from None
+        check_volume_shape(given, geometry.size)
+        check_spacing(given, geometry.spacing_mm)
+        check_extent(given, geometry.size, geometry.spacing_mm)
+
+
 def run(args: argparse.Namespace) -> int:
-    overrides = {}
-    if args.size_xy:
-        overrides["size_xy"] = tuple(args.size_xy)
-    if args.slices:
-        overrides["n_slices"] = args.slices
-    if args.spacing:
-        overrides["spacing_mm"] = tuple(args.spacing)
-    if args.contrast_phase:
-        overrides["contrast_phase"] = args.contrast_phase
     if args.hybrid and args.real_cta is None:
         raise ValueError("--hybrid needs --real-cta FOLDER (the folder holding cta_crop.nii.gz)")
     if args.real_cta is not None and not (args.real_cta / "cta_crop.nii.gz").is_file():
         raise FileNotFoundError(f"{args.real_cta}: no cta_crop.nii.gz in this folder")
+    check_output_folder(args.out)
+    overrides = _overrides(args)
     requests = plan_cohort(args.n, args.seed, n_hybrid=args.hybrid, real_cta_dir=args.real_cta,
                            overrides=overrides)
+    check_grids(requests, overrides)
     with tqdm(total=len(requests), unit="case", desc="synth", disable=args.no_progress) as bar:
         rows = generate_cohort(args.out, requests, layout=args.layout, workers=args.workers,
                                on_case_done=lambda row: bar.update(1))

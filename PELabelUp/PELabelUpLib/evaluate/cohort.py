@@ -226,7 +226,7 @@ def evaluate_cohort(
     if missing and not allow_missing:
         shown = ", ".join(missing[:20]) + (f", ... ({len(missing) - 20} more)" if len(missing) > 20 else "")
         raise InputError(predictions_dir, f"no prediction folder (with result.json) for {len(missing)} of "
-                                          f"{len(cases)} cases: {shown} (allow missing cases to skip them)")
+                                          f"{len(cases)} cases: {shown} (--allow-missing skips them)")
     if missing:
         log.warning("skipping %d case(s) without predictions: %s", len(missing), ", ".join(missing))
     if extra:

@@ -4,7 +4,8 @@ Ground truth (written by ``pelabelup synth``, see :mod:`PELabelUpLib.synthetic.c
 names every case; its ``path`` column (relative to the cohort folder) is the folder holding
 ``emboli.nii.gz``, ``arteries.nii.gz`` and ``case.json`` -- ``<case_id>/`` in the NIfTI layout (with
 ``ct.nii.gz`` beside them), ``masks/<StudyInstanceUID>/`` in the RSPECT layout (the CT is the DICOM series
-under ``train/<StudyInstanceUID>/``).
+under ``train/<StudyInstanceUID>/``). No value may lead outside the cohort or predictions folder: ``case_id``
+and ``study_uid`` are plain folder names, ``path`` is relative and does not go up (:func:`cohort_row`).
 
 Predictions (the analysis contract): ``<predictions>/<case_id>/`` (in the RSPECT layout
 ``<predictions>/<StudyInstanceUID>/`` is accepted too) holding
@@ -17,9 +18,10 @@ Predictions (the analysis contract): ``<predictions>/<case_id>/`` (in the RSPECT
 * optional ``segmentation.nii.gz`` (uint8 0/1) and ``arteries.nii.gz`` (uint8 0/1, artery territory);
 
 every image on the case's grid (size, spacing, origin and direction equal to the ground truth's, within the
-tolerances of :func:`~PELabelUpLib.geometry.grid_differences`). Arrays are numpy ``(Z, Y, X)``; sizes and
-spacings in messages are in index order ``(x, y, z)``; positions are LPS mm. Every problem raises
-:class:`~PELabelUpLib.errors.InputError` naming the file.
+tolerances of :func:`~PELabelUpLib.geometry.grid_differences`). A mask may be a label map (whole numbers >= 0,
+nonzero = inside); one with negative or fractional values (a CT, a heatmap) is refused. Arrays are numpy
+``(Z, Y, X)``; sizes and spacings in messages are in index order ``(x, y, z)``; positions are LPS mm. Every
+problem raises :class:`~PELabelUpLib.errors.InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..analysis.territory import check_mask_values
+from ..datastore.paths import check_case_id
 from ..errors import InputError
 from ..geometry import Geometry, grid_differences
 from ..io import read_label_file
@@ -125,7 +129,12 @@ class Prediction:
 
 
 def read_cohort(cohort_dir: str | Path) -> list[CohortCase]:
-    """The cases of a cohort folder, in ``cohort.csv`` order (both layouts)."""
+    """The cases of a cohort folder, in ``cohort.csv`` order (both layouts).
+
+    Raises:
+        InputError: naming ``cohort.csv``: not found, no case, a column or value missing, a case listed twice,
+            or a value that would lead outside the cohort or predictions folder (see :func:`cohort_row`).
+    """
     root = Path(cohort_dir)
     index = root / "cohort.csv"
     if not index.is_file():
@@ -139,13 +148,10 @@ def read_cohort(cohort_dir: str | Path) -> list[CohortCase]:
         raise InputError(index, f"missing column(s) {sorted(missing_columns)}")
     cases, seen = [], set()
     for n, row in enumerate(rows, start=2):
-        case_id, rel = (row.get("case_id") or "").strip(), (row.get("path") or "").strip()
-        if not case_id or not rel:
-            raise InputError(index, f"line {n}: empty case_id or path")
+        case_id, study_uid, rel = cohort_row(index, n, row)
         if case_id in seen:
             raise InputError(index, f"line {n}: case_id {case_id!r} listed twice")
         seen.add(case_id)
-        study_uid = (row.get("study_uid") or "").strip()
         truth_dir = root / rel
         ct_path: Path | None = truth_dir / "ct.nii.gz"
         if not ct_path.is_file():
@@ -153,6 +159,26 @@ def read_cohort(cohort_dir: str | Path) -> list[CohortCase]:
             ct_path = dicom if dicom is not None and dicom.is_dir() else None
         cases.append(CohortCase(case_id, study_uid, truth_dir, ct_path))
     return cases
+
+
+def cohort_row(index: Path, n: int, row: dict[str, str | None]) -> tuple[str, str, str]:
+    """``(case_id, study_uid, path)`` of line ``n`` of ``cohort.csv``, refused (:class:`InputError` naming it)
+    when ``case_id`` or ``path`` is empty, when ``case_id`` or ``study_uid`` is no plain folder name (they name
+    prediction folders; rules of :func:`~PELabelUpLib.datastore.paths.check_case_id`), or when ``path`` is
+    absolute or goes up (``..``): no value may lead outside the cohort or predictions folder."""
+    case_id, study_uid, rel = ((row.get(key) or "").strip() for key in ("case_id", "study_uid", "path"))
+    if not case_id or not rel:
+        raise InputError(index, f"line {n}: empty case_id or path")
+    for column, value in (("case_id", case_id), ("study_uid", study_uid)):
+        try:
+            if value:
+                check_case_id(value)
+        except InputError as exc:  # exc.path: "case id '<value, cut when long>'"
+            raise InputError(index, f"line {n}: {column} {exc.path.removeprefix('case id ')}: {exc.reason}") from None
+    path = Path(rel)
+    if path.is_absolute() or path.drive or ".." in path.parts:
+        raise InputError(index, f"line {n}: path {rel!r} leads outside the cohort folder (absolute, or with '..')")
+    return case_id, study_uid, rel
 
 
 def prediction_folders(
@@ -225,9 +251,9 @@ def read_prediction(folder: str | Path, truth: GroundTruth, *, mask: MaskChoice 
     if lo < -HEAT_TOLERANCE or hi > 1 + HEAT_TOLERANCE:
         raise InputError(root / HEATMAP_FILE, f"values must lie in [0, 1], found {lo:.4g}..{hi:.4g}")
     heatmap = np.clip(heatmap, 0.0, 1.0)
-    chosen = _read_on_grid(root / f"{mask}.nii.gz", truth.geometry) != 0
+    chosen = _read_mask_on_grid(root / f"{mask}.nii.gz", truth.geometry)
     arteries_path = root / ARTERIES_FILE
-    arteries = _read_on_grid(arteries_path, truth.geometry) != 0 if arteries_path.is_file() else None
+    arteries = _read_mask_on_grid(arteries_path, truth.geometry) if arteries_path.is_file() else None
     territory = result.get("territory", {"source": "model"})
     if not isinstance(territory, dict) or territory.get("source") not in TERRITORY_SOURCES:
         raise InputError(result_path, f"territory must be an object whose source is one of {TERRITORY_SOURCES}, "
@@ -257,6 +283,14 @@ def _read_on_grid(path: Path, reference: Geometry) -> np.ndarray:
     values, geometry = read_label_file(path)
     check_same_grid(path, geometry, reference, "emboli.nii.gz")
     return values
+
+
+def _read_mask_on_grid(path: Path, reference: Geometry) -> np.ndarray:
+    """``bool`` mask (nonzero voxels) of a mask or label map; an image given instead is refused
+    (:func:`~PELabelUpLib.analysis.territory.check_mask_values`)."""
+    values = _read_on_grid(path, reference)
+    check_mask_values(values, path)
+    return values != 0
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -28,8 +28,9 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -251,7 +252,8 @@ def generate_cohort(
     """Make and write every requested case, in parallel, and the cohort's index files.
 
     Args:
-        out_dir: folder to write into (created); cases an earlier run finished are kept, not remade.
+        out_dir: folder to write into (created; removed again when a failing run created it and finished no
+            case); cases an earlier run finished are kept, not remade.
         requests: from :func:`plan_cohort`.
         layout: ``"nifti"`` or ``"rspect"`` (see the module docstring).
         workers: processes; default: all cores. ``1`` runs in this process.
@@ -262,9 +264,27 @@ def generate_cohort(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    out = Path(out_dir)
+    with _output_folder(Path(out_dir)) as out:
+        return _make_cohort(out, requests, layout, max(1, workers or os.cpu_count() or 1), on_case_done)
+
+
+@contextmanager
+def _output_folder(out: Path) -> Iterator[Path]:
+    """``out``, created (with its parents) for the block; the folders it created are removed again when the block
+    fails and leaves them empty (no case finished), so a refused run leaves nothing behind."""
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
     out.mkdir(parents=True, exist_ok=True)
-    workers = max(1, workers or os.cpu_count() or 1)
+    try:
+        yield out
+    except BaseException:
+        with suppress(OSError):  # stops at the first folder that holds something
+            for folder in created:
+                folder.rmdir()
+        raise
+
+
+def _make_cohort(out: Path, requests: Sequence[CaseRequest], layout: Layout, workers: int,
+                 on_case_done: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
     summaries: dict[int, dict[str, Any]] = {}
     train_rows: dict[int, list[dict]] = {}
     todo = []
