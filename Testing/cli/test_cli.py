@@ -223,3 +223,15 @@ def test_installed_console_script_runs():
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert result.stdout.startswith("pelabelup ")
+
+
+def test_os_errors_are_one_line_with_the_path_and_a_missing_models_folder_is_named(tmp_path):
+    """A file-system refusal (a name longer than the file system allows) and a mistyped --models-dir each give
+    one line naming the path, with no traceback."""
+    long_name = tmp_path / ("x" * 300 + ".nii.gz")
+    result = run("info", str(long_name))
+    assert result.returncode == 2 and result.stderr.strip() == f"pelabelup info: error: {long_name}: File name too long"
+    result = run("analyze", str(tmp_path / "ct.nii.gz"), "--out", str(tmp_path / "out"), "--models-dir",
+                 str(tmp_path / "no-such-models"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"pelabelup analyze: error: {tmp_path / 'no-such-models'}: models folder not found"

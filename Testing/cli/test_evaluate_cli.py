@@ -90,7 +90,7 @@ def test_evaluate_writes_the_report(an_rspect_cohort, perfect_predictions, tmp_p
     assert (out / "froc.png").is_file()
     positive_id = next(row["case_id"] for row in metrics["cases"] if row["positive"])
     assert (out / "cases" / f"{positive_id}.png").is_file()  # CT read from the study's DICOM series
-    assert str(tmp_path) not in (out / "report.md").read_text()
+    assert str(tmp_path) not in (out / "report.md").read_text(encoding="utf-8")
 
 
 def test_a_missing_case_is_one_line_naming_it(an_rspect_cohort, perfect_predictions, tmp_path):

@@ -228,10 +228,10 @@ def test_missed_emboli_outside_the_territory_are_counted(a_cohort, truth_cases, 
     m = summarise(evaluation)
     assert m["detection"]["missed_outside_territory"] == sum(expected.values())
     report = write_report(evaluation, tmp_path / "report")
-    saved = json.loads(report.metrics_json.read_text())
+    saved = json.loads(report.metrics_json.read_text(encoding="utf-8"))
     assert {r["case_id"]: r["fn_outside_territory"] for r in saved["cases"]} == got
     assert saved["detection"]["missed_outside_territory"] == sum(expected.values())
-    assert "Missed emboli outside the predicted territory" in report.report_md.read_text()
+    assert "Missed emboli outside the predicted territory" in report.report_md.read_text(encoding="utf-8")
 
 
 def test_missing_predictions_are_listed_or_skipped(a_cohort, truth_cases, perfect_predictions, tmp_path):
@@ -364,7 +364,7 @@ def test_emboli_are_counted_by_the_level_case_json_names(a_cohort, truth_cases, 
     negative = next(r for r in evaluation.cases if not r.positive)
     assert negative.found_by_level == {}
     written = write_report(evaluation, tmp_path / "report")
-    assert "Emboli detected by level" in written.report_md.read_text()
+    assert "Emboli detected by level" in written.report_md.read_text(encoding="utf-8")
 
 
 def test_given_territories_are_counted_and_named_in_the_report(a_cohort, truth_cases, perfect_predictions, tmp_path):
@@ -379,10 +379,10 @@ def test_given_territories_are_counted_and_named_in_the_report(a_cohort, truth_c
     evaluation = evaluate_cohort(a_cohort, predictions)
     assert [c.territory_source for c in evaluation.cases] == ["file", "file"] + ["model"] * (len(truth_cases) - 2)
     report = write_report(evaluation, tmp_path / "report", n_worst=0, n_best=0)
-    metrics = json.loads(report.metrics_json.read_text())
+    metrics = json.loads(report.metrics_json.read_text(encoding="utf-8"))
     assert metrics["inputs"]["territory_sources"] == {"model": len(truth_cases) - 2, "file": 2}
     assert (f"| artery territory | the artery model's in {len(truth_cases) - 2} cases, given to the analysis "
-            "(--arteries) in 2 |") in report.report_md.read_text()
+            "(--arteries) in 2 |") in report.report_md.read_text(encoding="utf-8")
 
 
 def _write_cohort_csv(folder: Path, **row: str) -> Path:

@@ -108,13 +108,13 @@ def test_paths_are_relative_to_the_report(a_report, a_cohort, mixed_predictions)
     assert metrics["inputs"]["cohort"] == Path(os.path.relpath(a_cohort.resolve(), a_report.folder.resolve())).as_posix()
     assert (a_report.folder / metrics["inputs"]["predictions"]).resolve() == mixed_predictions[0].resolve()
     base = str(a_cohort.parent.resolve())
-    for text in (a_report.metrics_json.read_text(), a_report.report_md.read_text()):
+    for text in (a_report.metrics_json.read_text(encoding="utf-8"), a_report.report_md.read_text(encoding="utf-8")):
         assert base not in text
         assert str(a_cohort) not in text
 
 
 def test_pngs_are_pictures_and_the_markdown_links_resolve(a_report):
-    markdown = a_report.report_md.read_text()
+    markdown = a_report.report_md.read_text(encoding="utf-8")
     links = re.findall(r"\]\(([^)]+)\)", markdown)
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert {"roc.png", "froc.png"} <= set(images)
@@ -126,7 +126,7 @@ def test_pngs_are_pictures_and_the_markdown_links_resolve(a_report):
 
 
 def test_the_markdown_shows_the_figures_and_every_case(a_report, truth_cases):
-    markdown = a_report.report_md.read_text()
+    markdown = a_report.report_md.read_text(encoding="utf-8")
     metrics = a_report.metrics
     assert f"| Study AUC (pe_probability) | {metrics['study']['auc']:.3f} |" in markdown
     assert f"{metrics['detection']['tp']} of {metrics['detection']['n_emboli']} emboli detected" in markdown
@@ -158,7 +158,7 @@ def test_undefined_figures_are_null_with_a_reason(a_cohort, truth_cases, mixed_p
     assert metrics["inputs"]["missing"] == [truth_cases[3].case_id]
     study_notes = [note for note in metrics["notes"] if note.startswith("study AUC undefined")]
     assert len(study_notes) == 1 and study_notes[0].endswith(" 0 negative studies (both classes are needed)")
-    assert "| Study AUC (pe_probability) | n/a |" in report.report_md.read_text()
+    assert "| Study AUC (pe_probability) | n/a |" in report.report_md.read_text(encoding="utf-8")
     assert_png_picture(report.folder / "roc.png")
     assert metrics["case_panels"] == []
 

@@ -303,3 +303,10 @@ def test_a_dicom_series_with_a_field_of_view_no_ct_has_is_refused(tmp_path):
     with pytest.raises(InputError) as err:
         load_ct(tmp_path / "series")
     one_line_error(err, tmp_path / "series", "field of view 1050 x 1050 x 8 mm")
+
+
+def test_a_slicer_segmentation_given_as_the_ct_is_named_as_such(tmp_path):
+    path = write_volume(np.zeros((6, 8, 10), np.uint8), tmp_path / "case.seg.nrrd", Geometry((10, 8, 6), (1, 1, 1), (0, 0, 0)))
+    with pytest.raises(InputError) as err:
+        load_ct(path)
+    one_line_error(err, path, "3D Slicer segmentation (.seg.nrrd), not a CT")

@@ -86,7 +86,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--progress", choices=("json", "human", "none"), default="human",
                    help="json: JSON lines on stdout; human: a progress bar on stderr when it is a terminal "
                         "(default); none")
-    p.add_argument("--batch", action="store_true", help="INPUT is a folder of inputs or a list file")
+    p.add_argument("--batch", action="store_true", help="INPUT is a folder of inputs (image files and DICOM series folders) or a list file "
+                        "(one path a line; relative paths are read from the list file's folder)")
     p.add_argument("--arteries", type=Path, default=None, metavar="MASK",
                    help="pulmonary-artery mask or label map (NIfTI, NRRD, MHA) or 3D Slicer segmentation (.seg.nrrd) "
                         "used as the territory instead of the artery model's; with --batch a pattern naming each "

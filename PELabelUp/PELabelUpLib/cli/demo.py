@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output folder (created; a rerun replaces its analysis; default: demo-output)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when available, else the CPU (default)")
-    p.add_argument("--explainer", choices=explainer_choices(), default=DEFAULT_EXPLAINER)
+    p.add_argument("--explainer", choices=explainer_choices(), default=DEFAULT_EXPLAINER,
+                   help="explanation method, as for pelabelup analyze (default: %(default)s)")
     p.set_defaults(run=run)
 
 

@@ -38,8 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PELabelUpError as exc:
         print(f"pelabelup {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except ValueError as exc:
         print(f"pelabelup {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused: the path and the reason, without errno's decoration
+        where = f"{exc.filename}: " if exc.filename else ""
+        reason = exc.strerror or " ".join(str(exc).split())
+        print(f"pelabelup {args.command}: error: {where}{reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pelabelup {args.command}: interrupted", file=sys.stderr)

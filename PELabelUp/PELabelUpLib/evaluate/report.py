@@ -174,5 +174,5 @@ def write_report(evaluation: CohortEvaluation, out_dir: str | Path, *, n_worst: 
 
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")  # the report holds non-ASCII text; never the locale's encoding
     tmp.replace(path)

@@ -172,7 +172,7 @@ def build_stack(where: Path, headers: Sequence[SliceHeader], *, allow_gaps: bool
             f"missing slice(s): gap of {steps[i]:.3f} mm between {names[i]} (at {along[i]:.3f} mm) and "
             f"{names[i + 1]} (at {along[i + 1]:.3f} mm), median step {median:.3f} mm"
             + (f"; {gaps.size} gaps in all" if gaps.size > 1 else "")
-            + " (allow_gaps=True loads it with the gaps filled)",
+            + " (export the complete series; in Python, load_ct(..., allow_gaps=True) fills the gaps)",
         )
     regular = steps[steps <= GAP_FACTOR * median]
     grid = np.concatenate([[0], np.cumsum(np.rint(steps / median).astype(int))])

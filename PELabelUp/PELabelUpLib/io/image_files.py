@@ -154,6 +154,8 @@ def read_image_file(path: str | Path) -> CTVolume:
     Raises:
         InputError: unreadable, truncated, not 3-D, multi-component, absurd spacing, values not HU.
     """
+    if str(path).lower().endswith(".seg.nrrd"):
+        raise InputError(path, "is a 3D Slicer segmentation (.seg.nrrd), not a CT: give the CT it was drawn on")
     reader, p, fmt, _ = _open_checked(path)
     image = _execute(reader, p, fmt)
     values = sitk.GetArrayFromImage(image)

@@ -50,7 +50,8 @@ def load_ct(
         if is_rspect_root(p):
             raise InputError(
                 p,
-                "an RSPECT dataset root (train.csv + train/): load one study or series folder, or use read_rspect",
+                "an RSPECT dataset root (train.csv + train/): give one study's folder (train/<StudyInstanceUID>), or "
+                "read the dataset with PELabelUpLib.io.read_rspect",
             )
         return load_dicom(p, series_uid=series_uid, allow_gaps=allow_gaps)
     if image_extension(p) is not None:

@@ -134,8 +134,12 @@ def user_models_dir() -> Path:
 
 
 def models_search_path(models_dir: str | Path | None = None) -> list[Path]:
-    """The models folders searched, in order (see the module docstring)."""
+    """The models folders searched, in order (see the module docstring); a ``models_dir`` given must be a folder
+    (:class:`InputError` naming it otherwise: a mistyped ``--models-dir`` is not reported as a missing model)."""
     if models_dir is not None:
+        if not Path(models_dir).is_dir():
+            raise InputError(models_dir, "models folder not found" if not Path(models_dir).exists()
+                             else "is not a folder: expected a folder of model folders")
         return [Path(models_dir)]
     path = [p for p in (bundled_models_dir(), user_models_dir()) if p is not None]
     return list(dict.fromkeys(path))  # the same folder twice is searched once
