@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 
+import nrrd
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -63,6 +64,10 @@ def test_a_mask_holding_the_clot_is_the_territory(tmp_path, a_clot_study, a_clot
         "volume_ml": round(int(a_clot_box.sum()) * float(np.prod(volume.geometry.spacing_mm)) / 1000, 3),
         "holes_filled_voxels": 0}
     assert [m["task"] for m in record["models"]] == ["classifier"], "the artery model did not run"
+    header = nrrd.read_header(str(out / "segmentation.seg.nrrd"))
+    (arteries_tags,) = [header[k.replace("_Name", "_Tags")] for k, v in header.items()
+                        if k.endswith("_Name") and v == "Pulmonary arteries"]
+    assert "PELabelUp.Source:given mask pa.nii.gz|" in arteries_tags
 
 
 def test_a_mask_given_needs_no_artery_model(tmp_path, a_clot_study, a_clot_box, a_nifti_study, a_models_dir):

@@ -146,8 +146,11 @@ def write_analysis_outputs(out_dir: str | Path, volume: CTVolume, result: LabelU
         progress("write", start + step, "writing segmentation.nii.gz")
         write_volume(np.asarray(segmentation, dtype=np.uint8), bundle / OUTPUT_FILES["segmentation"], g)
         progress("write", start + 2 * step, "writing segmentation.seg.nrrd")
+        territory = record_extra.get("territory") or {}
         segments = analysis_segments(result.pseudomask, segmentation, result.territory,
-                                     segmentation_source=segmentation_source)
+                                     segmentation_source=segmentation_source,
+                                     territory_source=f"given mask {territory['file']}"
+                                     if territory.get("source") == "file" else "artery model")
         write_seg_nrrd(segments, g, bundle / OUTPUT_FILES["seg_nrrd"])
         dicom_seg = None
         if volume.meta.get("format") == "DICOM" and volume.meta.get("files"):

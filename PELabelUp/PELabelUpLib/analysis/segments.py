@@ -17,13 +17,14 @@ SOURCE_TAG = "PELabelUp.Source"
 
 
 def analysis_segments(pseudomask: np.ndarray, segmentation: np.ndarray, arteries: np.ndarray, *,
-                      segmentation_source: str) -> list[Segment]:
+                      segmentation_source: str, territory_source: str = "artery model") -> list[Segment]:
     """The three segments of an analysis, ``(Z, Y, X)`` 0/1 masks on the input grid, in file order.
 
     ``segmentation_source`` (``segmenter`` or why it is a copy of the pseudo-mask) is stored as the
-    ``PELabelUp.Source`` tag of the "PE segmenter" segment.
+    ``PELabelUp.Source`` tag of the "PE segmenter" segment, ``territory_source`` (the artery model, or the mask
+    given instead) as that of "Pulmonary arteries".
     """
-    sources = ("pseudomask", segmentation_source, "artery model")
+    sources = ("pseudomask", segmentation_source, territory_source)
     masks = (pseudomask, segmentation, arteries)
     return [Segment(segment_id=spec.segment_id, name=spec.name, mask=np.asarray(mask) != 0, color=spec.color,
                     terminology=spec.terminology, tags={SOURCE_TAG: source})
