@@ -1,12 +1,13 @@
 """Regenerate the README's picture of a PELabelUp review in a 3D Slicer scene, rendered headless.
 
-    python docs/make_slicer_figure.py            # writes docs/images/slicer_scene.png
+    python docs/make_slicer_figure.py            # writes docs/images/slicer_scene.png and slicer_3d.png
 
 A synthetic phantom (seed 3, never trained on) is written as a CT and analysed with the bundled models
 (:func:`PELabelUpLib.analysis.run.analyze`, the ``pelabelup analyze`` contract, on the CPU); the analysis folder
 is loaded into a real MRML scene with Slicer's module logics (``PELabelUpLib.mrml``), and the slice views are
 rendered by Slicer's own slice logics: CT background, heatmap foreground, segment outlines. The slice
-probability plot and the emboli list are drawn from the scene's table nodes.
+probability plot and the emboli list are drawn from the scene's table nodes. The segmentation's closed surfaces
+(what the 3-D view shows) are rendered from the front into a second picture (:mod:`PELabelUpLib.mrml.render3d`).
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from PELabelUpLib.mrml import (
     load_analysis,
 )
 from PELabelUpLib.mrml.grid import ijk_to_ras
-from PELabelUpLib.mrml.render import over_black, render_views
+from PELabelUpLib.mrml.render import over_black, render_views, write_png
+from PELabelUpLib.mrml.render3d import render_surfaces
 from PELabelUpLib.synthetic.phantom import generate_phantom
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "images" / "slicer_scene.png"
+OUTPUT_3D = HERE / "images" / "slicer_3d.png"
 SEED = 3
 HEAT_THRESHOLD = 0.15
 HEAT_OPACITY = 0.55
@@ -80,6 +83,7 @@ def render_scene(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
         "emboli": [{col: emboli.GetValueByName(r, col).ToString() for col in
                     ("Source", "Volume (mm3)", "Side", "Peak heat", "Slice k", "LPS (mm)")} for r in range(emboli.GetNumberOfRows())],
     }
+    pictures["3d"] = render_surfaces(review.segmentation, size_px=(720, 420), view="anterior", zoom=1.35)
     return {name: over_black(p) for name, p in pictures.items()}, facts
 
 
@@ -156,7 +160,9 @@ def main() -> int:
         folder = write_analysis(Path(tmp))
         pictures, facts = render_scene(folder)
     compose(pictures, facts, OUTPUT)
-    print(f"written {OUTPUT.relative_to(HERE.parent)}", file=sys.stderr)
+    write_png(pictures["3d"], OUTPUT_3D)
+    for path in (OUTPUT, OUTPUT_3D):
+        print(f"written {path.relative_to(HERE.parent)}", file=sys.stderr)
     return 0
 
 
