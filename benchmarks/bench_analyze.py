@@ -6,6 +6,7 @@
     python benchmarks/bench_analyze.py --size 128 128 60 --with-segmenter   # random segmenter too
     python benchmarks/bench_analyze.py --precision float32 --no-tracemalloc  # full precision, clean timings
     python benchmarks/bench_analyze.py --given-arteries --no-tracemalloc     # analyze --arteries: the phantom's mask
+    python benchmarks/bench_analyze.py --dicom --no-tracemalloc              # a DICOM series in, a DICOM SEG out too
 
 The study is a synthetic CTPA phantom with emboli (``synthetic.generate_phantom``) written as NIfTI, read back
 by ``analyze`` like any input. Models: the bundled ones (``Resources/Models``, or ``--models-dir``) when
@@ -38,7 +39,7 @@ from pathlib import Path
 import torch
 
 from PELabelUpLib.analysis.run import analyze
-from PELabelUpLib.io import write_volume
+from PELabelUpLib.io import write_dicom_series, write_volume
 from PELabelUpLib.labelup.pipeline import LabelUpSettings
 from PELabelUpLib.models.artery import ArteryPreprocessing
 from PELabelUpLib.models.folder import save_model_folder
@@ -79,8 +80,12 @@ def random_models(folder: Path, with_segmenter: bool) -> Path:
 
 def make_study(path: Path, seed: int, size: tuple[int, int, int], spacing_mm: tuple[float, float, float],
                arteries_path: Path | None = None) -> None:
+    """The phantom written to ``path``: a NIfTI file, or a DICOM series when ``path`` has no suffix (a folder)."""
     case = generate_phantom(seed, size_xy=size[:2], n_slices=size[2], spacing_mm=spacing_mm, positive=True)
-    write_volume(case.ct, path)
+    if path.suffix:
+        write_volume(case.ct, path)
+    else:
+        write_dicom_series(case.ct, path)
     if arteries_path is not None:
         write_volume(case.arteries, arteries_path, case.ct.geometry)
 
@@ -134,6 +139,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--given-arteries", action="store_true",
                         help="give the phantom's own artery mask (analyze --arteries) instead of running the artery model")
+    parser.add_argument("--dicom", action="store_true",
+                        help="write the phantom as a DICOM series (the load stage reads its files; the outputs "
+                             "then include the DICOM SEG segmentation.dcm)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="analyse the study this many times in one process (the table is the last run's)")
     args = parser.parse_args()
@@ -145,7 +153,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pelabelup-bench-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
-        study = work / "study.nii.gz"
+        study = work / ("study-dicom" if args.dicom else "study.nii.gz")
         given = work / "arteries.nii.gz" if args.given_arteries else None
         # a child process makes the phantom, so this process's memory high-water mark is the analysis's alone
         maker = multiprocessing.get_context("spawn").Process(
@@ -155,7 +163,7 @@ def main() -> int:
         if maker.exitcode != 0:
             raise SystemExit(f"making the phantom failed (exit {maker.exitcode})")
         print(f"study: phantom {args.seed}, {'x'.join(map(str, args.size))} voxels, spacing {args.spacing} mm, "
-              f"with emboli ({time.perf_counter() - t0:.0f} s to make)"
+              f"with emboli ({time.perf_counter() - t0:.0f} s to make{', as a DICOM series' if args.dicom else ''})"
               + ("; its artery mask given (--arteries)" if given else ""))
         try:
             find_models(models_dir=args.models_dir)
