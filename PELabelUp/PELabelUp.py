@@ -185,8 +185,8 @@ class PELabelUpWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onAnalyze(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the analysis."), waitCursor=True):
             if self.logic.review is not None and not self.logic.exported and not slicer.util.confirmOkCancelDisplay(
-                    _("The new analysis replaces the current segments, and their corrections were not exported. "
-                      "Analyse anyway?")):
+                    _("The new analysis replaces the current segments, and this case was not exported: any "
+                      "corrections made to them would be lost. Analyse anyway?")):
                 return
             ensureRequirements()
             p = self._parameterNode

@@ -382,13 +382,14 @@ class Requirement:
     installer: Literal["pip", "pytorch-extension"] = "pip"
 
 
-#: what ``pelabelup analyze`` imports beyond what 3D Slicer ships (numpy, SimpleITK)
+#: what ``pelabelup analyze`` imports beyond what 3D Slicer ships (numpy, SimpleITK). Not highdicom: it needs
+#: pydicom 3, and installing it would upgrade the pydicom of Slicer's own DICOM module; without it an analysis of a
+#: DICOM input is written without its DICOM SEG (``result.json``'s ``dicom_seg_error`` says so)
 CHILD_REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement("torch", "torch>=2.1", "pytorch-extension"),
     Requirement("monai", "monai>=1.4"),
     Requirement("scipy", "scipy>=1.11"),
-    Requirement("pydicom", "pydicom>=3.0"),
-    Requirement("highdicom", "highdicom>=0.23"),
+    Requirement("pydicom", "pydicom>=2.4"),
     Requirement("tqdm", "tqdm>=4.66"),
 )
 

@@ -88,6 +88,10 @@ class WorkerJob:
         """This job's events since the last call; never blocks (see :meth:`AnalysisWorker.poll`)."""
         return self.worker.poll()
 
+    def abandon(self) -> None:
+        """Count this analysis as cancelled without waiting for the worker to say so (its worker was closed)."""
+        self._end("cancelled")
+
     def cancel(self) -> None:
         """Stop this analysis: the worker is ended (SIGTERM), the next analysis starts a fresh one."""
         if self._state == "running":

@@ -141,8 +141,10 @@ class AnalysisRunner:
             self._worker.close()
             self._worker = None
         if running:  # the worker has ended: report the end now rather than from a timer that may outlive us
-            with contextlib.suppress(TimeoutError):
+            try:
                 self.process.wait(timeout_s=5.0)
+            except TimeoutError:
+                self.process.abandon()  # its last lines never came: cancelled all the same
             self._poll()
         self._timer.stop()
 

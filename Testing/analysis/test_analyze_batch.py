@@ -134,3 +134,10 @@ def test_torchrun_spreads_inputs_over_ranks(tmp_path, a_clot_study, a_models_dir
     ranks = {name: json.loads((out / name / "result.json").read_text())["batch"] for name in ("a", "b", "c")}
     assert ranks == {"a": {"rank": 0, "world_size": 2, "name": "a"}, "b": {"rank": 1, "world_size": 2, "name": "b"},
                      "c": {"rank": 0, "world_size": 2, "name": "c"}}
+
+
+def test_a_binary_list_file_is_one_line_naming_it(tmp_path):
+    listing = tmp_path / "inputs.zip"
+    listing.write_bytes(b"PK\x03\x04\xff\xfe\x00binary")
+    with pytest.raises(InputError, match="inputs.zip.*not a text list of inputs"):
+        list_inputs(listing)

@@ -7,6 +7,7 @@ weights (see ``analysis_helpers``), so where the clot lands in every output is k
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import highdicom
@@ -188,6 +189,23 @@ def test_a_dicom_folder_gives_outputs_on_its_grid(tmp_path, a_dicom_study, a_clo
     pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[1, len(labels)])
     np.testing.assert_array_equal(pixels[..., 0] > 0, pseudomask > 0)
     np.testing.assert_array_equal(pixels[..., 1] > 0, read_image(out / "arteries.nii.gz")[0] > 0)
+
+
+def test_a_dicom_seg_that_cannot_be_made_costs_the_analysis_nothing(tmp_path, a_dicom_study, a_models_dir):
+    """Source images without what a SEG must copy (here FrameOfReferenceUID): the analysis is written without
+    segmentation.dcm, and result.json says why."""
+    import pydicom
+
+    series = tmp_path / "series"
+    shutil.copytree(a_dicom_study, series)
+    for path in series.iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.FrameOfReferenceUID
+        ds.save_as(path)
+    out = analyze(series, tmp_path / "out", device="cpu", models_dir=a_models_dir)
+    record = json.loads((out / "result.json").read_text())
+    assert "Frame Of Reference UID" in record["dicom_seg_error"] and "dicom_seg" not in record["files"]
+    assert not (out / "segmentation.dcm").exists() and (out / "segmentation.seg.nrrd").is_file()
 
 
 def test_a_segmenter_model_makes_the_segmentation(tmp_path, a_nifti_study, a_clot_study):

@@ -39,11 +39,13 @@ def test_a_killed_child_leaves_no_output(tmp_path, a_nifti_study, a_models_dir):
         child.wait(timeout=60)
         waited_s = time.monotonic() - killed_at
         stderr = child.stderr.read()
+        last = [parse_progress_line(line) for line in child.stdout if line.strip()][-1]
     finally:
         child.kill()
         child.wait()
     assert child.returncode == EXIT_TERMINATED, stderr[-2000:]
     assert "terminated (SIGTERM)" in stderr
+    assert (last.stage, last.fraction) == ("failed", 1.0) and "SIGTERM" in last.message, "the stream ends at 1.0"
     assert waited_s < 20, f"SIGTERM took {waited_s:.1f} s to stop the analysis"
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [], "no partial folder either"

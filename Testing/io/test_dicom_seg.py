@@ -75,6 +75,11 @@ def test_filled_slices_are_left_out_and_nothing_is_written_for_empty_masks(tmp_p
     referenced = {f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
                   for f in seg.PerFrameFunctionalGroupsSequence}
     assert a_series.meta["sop_uids"][3] not in referenced and a_series.meta["sop_uids"][4] in referenced
+    present = [k for k in range(len(files)) if files[k] is not None]
+    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=[a_series.meta["sop_uids"][k] for k in present],
+                                               segment_numbers=[1, 2])
+    np.testing.assert_array_equal(pixels[..., 0] > 0, clot[present], err_msg="each frame on its own slice")
+    np.testing.assert_array_equal(pixels[..., 1] > 0, arteries[present])
     assert write_dicom_seg(tmp_path / "none.dcm", files, segments(empty, empty, empty), software_version="9.9") is None
     assert not (tmp_path / "none.dcm").exists()
 

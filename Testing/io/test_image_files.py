@@ -297,6 +297,15 @@ def test_a_field_of_view_no_ct_has_is_refused(tmp_path, size, spacing):
         one_line_error(err, path, "field of view", "larger than any CT")
 
 
+def test_a_body_stored_head_to_feet_along_the_first_file_axis_loads(tmp_path):
+    """1.2 m along the table is a CT's field of view whichever file axis holds it (coronal or sagittal storage)."""
+    size, spacing = (120, 112, 112), (10.0, 4.0, 4.0)  # 1200 x 448 x 448 mm
+    values = np.full(size[::-1], -1000, np.int16)
+    values[:, 40:70, :] = 40
+    volume = load_ct(write_volume(values, tmp_path / "coronal.nii.gz", Geometry(size, spacing, (0, 0, 0))))
+    assert volume.geometry.size == size
+
+
 def test_a_dicom_series_with_a_field_of_view_no_ct_has_is_refused(tmp_path):
     volume = CTVolume(hu=np.full((4, 70, 70), -1000, np.int16), geometry=Geometry((70, 70, 4), (15, 15, 2), (0, 0, 0)))
     write_dicom_series(volume, tmp_path / "series")

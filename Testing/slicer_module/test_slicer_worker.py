@@ -17,7 +17,7 @@ from slicer_module_helpers import poll_until_stage
 
 from PELabelUpLib.analysis.interrupt import EXIT_TERMINATED
 from PELabelUpLib.slicer_process import PACKAGE_ROOT
-from PELabelUpLib.slicer_worker import AnalysisWorker, ServeCommand, build_serve_command
+from PELabelUpLib.slicer_worker import AnalysisWorker, ServeCommand, WorkerJob, build_serve_command
 
 
 def test_the_command_runs_serve_with_the_model_options(tmp_path):
@@ -102,6 +102,15 @@ def test_submit_refuses_a_missing_input_and_an_existing_output(tmp_path, an_anal
     with pytest.raises(RuntimeError, match="not running"):
         worker.submit(an_analysed_study.study, tmp_path / "out")
     assert worker.poll() == [] and worker.close() is None
+
+
+def test_an_abandoned_job_is_cancelled_and_stays_so(tmp_path):
+    """A job whose worker was closed before it reported the end counts as cancelled; a late word changes nothing."""
+    job = WorkerJob(AnalysisWorker(build_serve_command(python_executable=sys.executable)), "a", tmp_path / "out")
+    assert job.state == "running"
+    job.abandon()
+    job._end("done")  # what the worker's last line would have said
+    assert job.state == "cancelled"
 
 
 def test_a_child_deaf_to_its_stdin_and_sigterm_is_killed_by_close(tmp_path):

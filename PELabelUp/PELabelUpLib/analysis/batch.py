@@ -58,8 +58,12 @@ class BatchItem:
 def read_input_list(list_file: str | Path) -> list[Path]:
     """Paths listed one per line (``#`` comments and blank lines skipped; relative to the file's folder)."""
     path = Path(list_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(path, "is not a text list of inputs (one path a line); run one image without --batch") from None
     paths = []
-    for raw in path.read_text().splitlines():
+    for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
         if line:
             p = Path(line)

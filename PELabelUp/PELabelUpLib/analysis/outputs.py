@@ -10,7 +10,9 @@ Files (every image on the input's exact grid: size, spacing, origin, direction):
 ``result.json``, ``heatmap.nii.gz`` (float32 in [0, 1]), ``pseudomask.nii.gz``, ``segmentation.nii.gz``
 (uint8 0/1), ``arteries.nii.gz`` (uint8 0/1, the artery territory), ``segmentation.seg.nrrd`` (Slicer) and, for
 a DICOM input, ``segmentation.dcm``: the same segments as a DICOM SEG referencing the source images
-(:mod:`PELabelUpLib.io.dicom_seg`; ``result.json``'s ``files`` names it when it was written).
+(:mod:`PELabelUpLib.io.dicom_seg`; ``result.json``'s ``files`` names it when it was written). The SEG is an extra:
+when it cannot be made (source images lacking what a SEG must copy, highdicom not installed) the analysis is
+written without it, ``result.json``'s ``dicom_seg_error`` says why, and a warning is logged.
 """
 
 from __future__ import annotations
@@ -152,16 +154,23 @@ def write_analysis_outputs(out_dir: str | Path, volume: CTVolume, result: LabelU
                                      territory_source=f"given mask {territory['file']}"
                                      if territory.get("source") == "file" else "artery model")
         write_seg_nrrd(segments, g, bundle / OUTPUT_FILES["seg_nrrd"])
-        dicom_seg = None
+        dicom_seg, dicom_seg_error = None, None
         if volume.meta.get("format") == "DICOM" and volume.meta.get("files"):
             progress("write", start + 3 * step, "writing segmentation.dcm (DICOM SEG)")
-            dicom_seg = write_dicom_seg(bundle / DICOM_SEG_FILE, volume.meta["files"], segments,
-                                        software_version=__version__)
+            try:
+                dicom_seg = write_dicom_seg(bundle / DICOM_SEG_FILE, volume.meta["files"], segments,
+                                            software_version=__version__)
+            except Exception as exc:  # an extra for PACS: its failure must not cost the analysis
+                dicom_seg_error = " ".join(f"{type(exc).__name__}: {exc}".split())
+                (bundle / DICOM_SEG_FILE).unlink(missing_ok=True)
+                log.warning("%s: no DICOM SEG written: %s", volume.source, dicom_seg_error)
         progress("write", start + 3 * step, "finishing result.json")
         record_path = bundle / RESULT_FILE
         record = json.loads(record_path.read_text())
         if dicom_seg is not None:
             record.setdefault("files", {})["dicom_seg"] = DICOM_SEG_FILE
+        if dicom_seg_error is not None:
+            record["dicom_seg_error"] = dicom_seg_error
         seconds = time.perf_counter() - t0
         timings = record["timings_s"]
         timings["write"] = round(seconds, 3)

@@ -4,15 +4,13 @@ Slicer module's GUI process can write requests."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 #: the stage of the start-up line that says the models are loaded and requests are read
 READY = "ready"
 #: the stage of the last line of a request that failed
 FAILED = "failed"
-#: the keys a request may hold (another key is a typo that would silently change the analysis: refused)
-REQUEST_KEYS = ("input", "out", "id", "arteries", "arteries_label")
 
 
 @dataclass(frozen=True)
@@ -34,6 +32,10 @@ class Request:
         if self.arteries_label is not None:
             record["arteries_label"] = self.arteries_label
         return json.dumps(record, ensure_ascii=False)
+
+
+#: the keys a request may hold, its fields (another key is a typo that would silently change the analysis: refused)
+REQUEST_KEYS = tuple(f.name for f in fields(Request))
 
 
 def parse_request(line: str) -> Request:

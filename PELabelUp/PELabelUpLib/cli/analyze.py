@@ -29,7 +29,7 @@ segmentation.nii.gz, arteries.nii.gz and segmentation.seg.nrrd; for a DICOM inpu
 the segments as a DICOM SEG on the source images (for PACS). It appears only when complete; SIGTERM
 or an error leaves nothing. Models: the bundled Resources/Models (or ${MODELS_DIR_ENV}), or --models-dir.
 --progress json prints one JSON object a line on stdout: {{"stage", "fraction", "message"}}, ending at 1.0
-(stage "done", or "failed" with the reason).
+(stage "done", or "failed" with the reason, also after SIGTERM; Ctrl-C stops it without a last line).
 --arteries replaces the artery model's territory by a pulmonary-artery mask (a reader's, or another
 tool's, e.g. TotalSegmentator's pulmonary_artery; any grid, resampled onto the CT's), or by a segment of a
 .seg.nrrd (e.g. an analysis's segmentation.seg.nrrd with "Pulmonary arteries" corrected in Slicer). It should
@@ -146,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
                 out = analyze(args.input, args.out, arteries=_one_mask(args.arteries, args.input),
                               arteries_label=args.arteries_label, **options)
         except Terminated:
+            if args.progress == "json":
+                progress(FAILED, 1.0, "terminated (SIGTERM); the output in progress was removed")
             print("pelabelup analyze: terminated (SIGTERM); the output in progress was removed", file=sys.stderr)
             return EXIT_TERMINATED
         except Exception as exc:  # the stream ends at 1.0 either way; main() prints the one-line error

@@ -93,7 +93,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=TRAINING_PRECISIONS,
                    help="auto: bf16/fp16 on CUDA, float32 on CPU; bf16 also on CPUs with AMX or AVX512-BF16, about "
                         "2.8x faster there (default: auto)")
-    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=non_negative_int, help="torch CPU threads (0 or unset: torch's choice)")
     p.add_argument("--run-dir", type=Path, help="logs and checkpoints (default: <out>.run)")
     p.add_argument("--cache-dir", type=Path,
                    help="working-grid cache (default: <cohort>/.cache, or <run-dir>/cache without --cohort)")

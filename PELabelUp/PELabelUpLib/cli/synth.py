@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..io.validate import check_extent, check_spacing, check_volume_shape
+from ..io.validate import check_grid
 from ..synthetic.anatomy import CONTRAST_PHASES
 from ..synthetic.cohort import LAYOUTS, CaseRequest, generate_cohort, plan_cohort
 from .options import check_output_folder, non_negative_int, positive_int
@@ -88,9 +88,7 @@ def check_grids(requests: list[CaseRequest], overrides: dict[str, Any]) -> None:
             geometry = plan_phantom(request.seed, **dict(request.overrides)).geometry
         except ValueError as exc:
             raise _option_error(exc) from None
-        check_volume_shape(given, geometry.size)
-        check_spacing(given, geometry.spacing_mm)
-        check_extent(given, geometry.size, geometry.spacing_mm)
+        check_grid(given, geometry.size, geometry.spacing_mm)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -41,7 +41,7 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import Geometry
 from .dicom_scan import SliceHeader
-from .validate import check_extent, check_spacing
+from .validate import check_grid
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +187,7 @@ def build_stack(where: Path, headers: Sequence[SliceHeader], *, allow_gaps: bool
             f"(tolerance {tolerance:.3f} mm)",
         )
     spacing = (float(headers[0].pixel_spacing[1]), float(headers[0].pixel_spacing[0]), step)  # type: ignore[index]
-    check_spacing(where, spacing)
-    check_extent(where, (headers[0].columns, headers[0].rows, int(grid[-1]) + 1), spacing)
+    check_grid(where, (headers[0].columns, headers[0].rows, int(grid[-1]) + 1), spacing)
     meta = _tilt_meta(where, positions, along, normal, step)
     if gaps.size:
         meta["slice_gaps"] = [

@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..geometry import Geometry
 from ..volume import CTVolume
 from .file_integrity import check_metaimage_header, check_nifti_finite, check_nifti_length, check_nrrd_length
-from .validate import as_hu_array, check_exists, check_extent, check_hu, check_spacing, check_volume_shape
+from .validate import as_hu_array, check_exists, check_grid, check_hu
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +105,8 @@ def _open_checked(path: str | Path) -> tuple[sitk.ImageFileReader, Path, str, st
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise InputError(p, f"cannot read {fmt} file: {_itk_reason(exc, p)}") from None
-    check_volume_shape(
-        p, reader.GetSize(), dimension=reader.GetDimension(), components=reader.GetNumberOfComponents()
-    )
-    check_spacing(p, reader.GetSpacing()[:3])
-    check_extent(p, reader.GetSize()[:3], reader.GetSpacing()[:3])
+    check_grid(p, reader.GetSize(), reader.GetSpacing(), dimension=reader.GetDimension(),
+               components=reader.GetNumberOfComponents())
     direction = np.asarray(reader.GetDirection(), dtype=float)
     dim = reader.GetDimension()
     matrix = direction.reshape(dim, dim)[:3, :3]

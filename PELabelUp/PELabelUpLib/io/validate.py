@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 MIN_SPACING_MM = 0.1
 MAX_SPACING_MM = 20.0
-#: the largest field of view (mm) a CT can have: in the axial plane (x, y; scanners reconstruct at most about
-#: 700-800 mm) and along the table (z; a whole body is about 2 m)
+#: the largest field of view (mm) a CT can have: across (two axes; scanners reconstruct at most about 700-800 mm)
+#: and along the table (one axis; a whole body is about 2 m), whichever file axes these are (axial, coronal or
+#: sagittal storage)
 MAX_EXTENT_MM = (1000.0, 1000.0, 2500.0)
 MIN_HU_RANGE = 100.0
 NO_AIR_OR_FAT_HU = -50.0
@@ -70,13 +71,23 @@ def check_spacing(path: str | Path, spacing_mm: Sequence[float], what: str = "vo
 
 
 def check_extent(path: str | Path, size_xyz: Sequence[int], spacing_mm: Sequence[float]) -> None:
-    """The grid's field of view (voxels x spacing, per axis) fits a CT scanner (:data:`MAX_EXTENT_MM`): a
-    spacing allowed on its own can still make a body metres wide, which no analysis should try to resample."""
+    """The grid's field of view (voxels x spacing, per axis) fits a CT scanner (:data:`MAX_EXTENT_MM`; the
+    longest axis is taken as along the table, whatever the storage orientation): a spacing allowed on its own can
+    still make a body metres wide, which no analysis should try to resample."""
     extent = [int(n) * float(s) for n, s in zip(size_xyz[:3], spacing_mm[:3], strict=True)]
-    if any(e > limit for e, limit in zip(extent, MAX_EXTENT_MM, strict=True)):
+    if any(e > limit for e, limit in zip(sorted(extent), MAX_EXTENT_MM, strict=True)):
         shown = " x ".join(f"{e:g}" for e in extent)
         raise InputError(path, f"field of view {shown} mm is larger than any CT's (at most "
                                f"{MAX_EXTENT_MM[0]:g} mm across, {MAX_EXTENT_MM[2]:g} mm along the table): wrong spacing?")
+
+
+def check_grid(path: str | Path, size_xyz: Sequence[int], spacing_mm: Sequence[float], *, dimension: int = 3,
+               components: int = 1) -> None:
+    """The grid rules of every reader, in order: :func:`check_volume_shape`, :func:`check_spacing` (of the first
+    three axes) and :func:`check_extent`."""
+    check_volume_shape(path, size_xyz, dimension=dimension, components=components)
+    check_spacing(path, spacing_mm[:3])
+    check_extent(path, size_xyz[:3], spacing_mm[:3])
 
 
 def check_volume_shape(
