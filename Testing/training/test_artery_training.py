@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
+from PELabelUpLib.errors import InputError
 from PELabelUpLib.evaluate import dice
 from PELabelUpLib.geometry import Geometry
 from PELabelUpLib.io import read_label_file, write_volume
@@ -388,3 +389,13 @@ def test_the_trainer_writes_the_batch_norm_adaptation_into_the_metadata(a_phanto
     _, metadata = load_model(out)
     assert metadata["preprocessing"]["adapt_norm_patches"] == 4
     assert ArteryPreprocessing.from_metadata(metadata).adapt_norm_patches == 4
+
+
+def test_trainers_read_cohort_csv_as_the_evaluation_does(tmp_path: Path) -> None:
+    """A cohort.csv path leading outside the cohort is refused by the artery and classifier trainers' readers."""
+    from training.classifier.cohort import read_training_studies
+
+    (tmp_path / "cohort.csv").write_text("case_id,study_uid,path\nphantom-1,,../elsewhere/phantom-1\n")
+    for read in (list_cohort_cases, read_training_studies):
+        with pytest.raises(InputError, match=r"cohort.csv: line 2: path '../elsewhere/phantom-1' leads outside"):
+            read(tmp_path)

@@ -24,7 +24,6 @@ Emboli masks are never read here: the artery model learns anatomy labels only.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from PELabelUpLib.errors import InputError
+from PELabelUpLib.evaluate.predictions import read_cohort
 from PELabelUpLib.geometry import Geometry
 from PELabelUpLib.io import read_label_file
 from PELabelUpLib.io.image_files import read_image_file
@@ -92,10 +92,8 @@ def list_cohort_cases(cohort_dir: str | Path) -> list[CohortCase]:
     root = Path(cohort_dir)
     if not root.is_dir():
         raise InputError(root, "cohort folder not found")
-    index = root / "cohort.csv"
-    if index.is_file():
-        with index.open(newline="") as f:
-            folders = [root / row["path"] for row in csv.DictReader(f)]
+    if (root / "cohort.csv").is_file():  # read as the evaluation reads it: no value may lead outside the cohort
+        folders = [case.truth_dir for case in read_cohort(root)]
     else:
         folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     cases = []

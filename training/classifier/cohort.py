@@ -12,7 +12,6 @@ Artery masks (anatomy labels) are read only when the territory source is ``"gt"`
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from PELabelUpLib.errors import InputError
+from PELabelUpLib.evaluate.predictions import read_cohort
 from PELabelUpLib.io import is_rspect_root, load_ct, read_label_file, read_rspect
 from PELabelUpLib.volume import CTVolume
 
@@ -49,18 +49,15 @@ class TrainingStudy:
 
 
 def _nifti_studies(root: Path) -> list[TrainingStudy]:
-    index = root / "cohort.csv"
-    if not index.is_file():
+    if not (root / "cohort.csv").is_file():
         raise InputError(root, "not a cohort: neither train.csv (RSPECT layout) nor cohort.csv found")
-    with index.open(newline="") as f:
-        rows = list(csv.DictReader(f))
     studies = []
-    for row in rows:
-        folder = root / row["path"]
+    for case in read_cohort(root):  # as the evaluation reads it: no value may lead outside the cohort
+        folder = case.truth_dir
         record = json.loads((folder / "case.json").read_text())
         ct_path = folder / "ct.nii.gz"
         studies.append(TrainingStudy(
-            case_id=row["case_id"], load=lambda p=ct_path: load_ct(p),
+            case_id=case.case_id, load=lambda p=ct_path: load_ct(p),
             slice_labels=np.asarray(record["slice_labels"], dtype=bool), positive=bool(record["positive"]),
             arteries_path=folder / "arteries.nii.gz"))
     return studies
