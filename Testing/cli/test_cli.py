@@ -235,3 +235,19 @@ def test_os_errors_are_one_line_with_the_path_and_a_missing_models_folder_is_nam
                  str(tmp_path / "no-such-models"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"pelabelup analyze: error: {tmp_path / 'no-such-models'}: models folder not found"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["analyze"], "pelabelup analyze: error: the following arguments are required: input, --out "
+                  "(see pelabelup analyze --help)"),
+    (["finetune", "--threads", "-3"], "pelabelup finetune: error: argument --threads: must be >= 0, got -3 "
+                                      "(see pelabelup finetune --help)"),
+    (["evaluate", "--workers", "0"], "pelabelup evaluate: error: argument --workers: must be >= 1, got 0 "
+                                     "(see pelabelup evaluate --help)"),
+    (["nonsense"], "pelabelup: error: argument COMMAND: invalid choice: 'nonsense'"),
+])
+def test_a_bad_command_line_is_one_line_without_the_usage_block(args, message):
+    result = run(*args)
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(message)

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import PELabelUpError
 from . import analyze, demo, evaluate, finetune, info, serve, synth
+from .options import OneLineParser
 
 SUBCOMMANDS = (synth, info, analyze, serve, evaluate, demo, finetune)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="pelabelup",
         description="PELabelUp: pulmonary embolism detection in CT pulmonary angiography, with pixel-level "
         "masks learned from image-level labels. Research software, not for clinical use.",

@@ -27,6 +27,15 @@ def error_line(prog: str, error: BaseException | str) -> str:
     return f"{prog}: error: {' '.join(str(error).split())}"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line, like every other error of the command line: the reason
+    and where to read more, without argparse's usage block (``--help`` shows that). Its subparsers are of the
+    same class."""
+
+    def error(self, message: str):
+        self.exit(2, error_line(self.prog, f"{message} (see {self.prog} --help)") + "\n")
+
+
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
     value = float(text)
