@@ -21,7 +21,7 @@ example:
   printf '{"input": "a.nii.gz", "out": "a-out"}\\n{"input": "b.nii.gz", "out": "b-out"}\\n' | pelabelup serve
 
 Relative paths are relative to the worker's working folder. Each output folder appears only when complete;
-a failed request leaves nothing and the worker goes on.
+a failed request (a bad input, or a request with a key not listed above) leaves nothing and the worker goes on.
 Exit status: 0 at the end of stdin, 2 missing or tampered models (one line on stderr), 143 SIGTERM (the
 analysis in progress leaves nothing).
 """
