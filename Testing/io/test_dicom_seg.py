@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import highdicom as hd
 import numpy as np
 import pydicom
@@ -89,3 +91,24 @@ def test_a_mask_off_the_series_grid_is_refused(tmp_path, a_series):
     with pytest.raises(ValueError, match="not on the series' grid"):
         write_dicom_seg(tmp_path / "seg.dcm", a_series.meta["files"], segments(clot, arteries, empty),
                         software_version="9.9")
+
+
+def test_anonymised_non_uid_ids_are_copied_with_one_warning(tmp_path, caplog):
+    """RSPECT's 12-hex study and series ids are no DICOM UIDs: the SEG copies them, said once, not per element."""
+    hu = np.full(OBLIQUE.shape_zyx, -1000, np.int16)
+    hu[2:7, 5:15, 5:20] = 300
+    write_dicom_series(CTVolume(hu=hu, geometry=OBLIQUE), tmp_path / "series", study_uid="0bc69c233611",
+                       series_uid="81ff1db8796e")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        series = load_ct(tmp_path / "series")
+        clot, arteries, empty = masks(OBLIQUE.shape_zyx)
+        path = write_dicom_seg(tmp_path / "seg.dcm", series.meta["files"], segments(clot, arteries, empty),
+                               software_version="9.9")
+    assert not [w for w in caught if "Invalid value for VR UI" in str(w.message)]
+    said = [r.getMessage() for r in caplog.records if "not valid DICOM UIDs" in r.getMessage()]
+    assert said == ["DICOM SEG: the source's SeriesInstanceUID, StudyInstanceUID are not valid DICOM UIDs; the SEG "
+                    "copies them as they are"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Invalid value for VR UI")  # reading them back says it again
+        assert str(hd.seg.segread(path).StudyInstanceUID) == "0bc69c233611"

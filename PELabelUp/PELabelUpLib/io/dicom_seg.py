@@ -15,7 +15,9 @@ out (a SEG segment needs at least one frame); with every segment empty no SEG is
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -82,25 +84,60 @@ def write_dicom_seg(path: str | Path, source_files: Sequence[str | None], segmen
     if not kept:
         log.info("no DICOM SEG: every segment is empty on the source slices")
         return None
-    sources = []
-    for k in present:
-        try:
-            sources.append(pydicom.dcmread(source_files[k], stop_before_pixels=True))
-        except (OSError, pydicom.errors.InvalidDicomError) as exc:
-            raise InputError(source_files[k], f"cannot read the source image for the DICOM SEG: {exc}") from None
-    if len(present) < len(source_files):
-        log.warning("DICOM SEG: %d filled slice(s) have no source image and are left out",
-                    len(source_files) - len(present))
-    algorithm = hd.AlgorithmIdentificationSequence(name="PELabelUp", version=software_version,
-                                                   family=codes.cid7162.ArtificialIntelligence)
-    pixels = np.stack([np.asarray(s.mask)[present] != 0 for s in kept], axis=-1).astype(np.uint8)
-    seg = hd.seg.Segmentation(
+    # pydicom warns at every read and copy of a UID that is not valid (anonymised RSPECT ids): said once here
+    with _without_invalid_uid_warnings():
+        sources = [_read_source(source_files[k]) for k in present]
+        invalid = sorted(k for k in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+                         if not pydicom.uid.UID(str(getattr(sources[0], k, ""))).is_valid)
+        if invalid:
+            log.warning("DICOM SEG: the source's %s %s not valid DICOM UIDs; the SEG copies them as they are",
+                        ", ".join(invalid), "is" if len(invalid) == 1 else "are")
+        if len(present) < len(source_files):
+            log.warning("DICOM SEG: %d filled slice(s) have no source image and are left out",
+                        len(source_files) - len(present))
+        algorithm = hd.AlgorithmIdentificationSequence(name="PELabelUp", version=software_version,
+                                                       family=codes.cid7162.ArtificialIntelligence)
+        pixels = np.stack([np.asarray(s.mask)[present] != 0 for s in kept], axis=-1).astype(np.uint8)
+        seg = _segmentation(hd, sources, pixels, kept, algorithm, software_version)
+        out = Path(path)
+        seg.save_as(out)
+    log.info("DICOM SEG %s: %d segments, %d frames", out.name, len(kept), int(seg.NumberOfFrames))
+    return out
+
+
+INVALID_UID_WARNING = "Invalid value for VR UI"
+
+
+def _read_source(path: str):
+    import pydicom
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (OSError, pydicom.errors.InvalidDicomError) as exc:
+        raise InputError(path, f"cannot read the source image for the DICOM SEG: {exc}") from None
+
+
+@contextmanager
+def _without_invalid_uid_warnings() -> Iterator[None]:
+    """pydicom's invalid-UID warnings (a warning and a log record each time a UID is set) left out in the block."""
+    pydicom_log = logging.getLogger("pydicom")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return INVALID_UID_WARNING not in record.getMessage()
+
+    pydicom_log.addFilter(keep)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=INVALID_UID_WARNING)
+            yield
+    finally:
+        pydicom_log.removeFilter(keep)
+
+
+def _segmentation(hd, sources, pixels, kept, algorithm, software_version: str):
+    return hd.seg.Segmentation(
         source_images=sources, pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_description(n, s, algorithm) for n, s in enumerate(kept, start=1)],
         series_instance_uid=hd.UID(), series_number=SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer="PELabelUp", manufacturer_model_name="PELabelUp", software_versions=software_version,
         device_serial_number="none", series_description=SERIES_DESCRIPTION)
-    out = Path(path)
-    seg.save_as(out)
-    log.info("DICOM SEG %s: %d segments, %d frames", out.name, len(kept), int(seg.NumberOfFrames))
-    return out
