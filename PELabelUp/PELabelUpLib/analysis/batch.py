@@ -84,9 +84,9 @@ def list_inputs(source: str | Path) -> list[Path]:
             ``--batch``).
     """
     src = Path(source)
-    if src.is_file() and (image_extension(src) is not None or is_dicom_candidate(src)):
-        raise InputError(src, "is one image, not a folder of inputs or a list file: run it without --batch")
     if src.is_file():
+        if image_extension(src) is not None or is_dicom_candidate(src):
+            raise InputError(src, "is one image, not a folder of inputs or a list file: run it without --batch")
         return read_input_list(src)
     if not src.is_dir():
         raise InputError(src, "batch input not found: expected a folder of inputs or a list file")

@@ -129,16 +129,15 @@ def run(args: argparse.Namespace) -> int:
         progress: JsonLinesProgress | HumanProgress = JsonLinesProgress(sys.stdout)
     else:
         progress = HumanProgress(sys.stderr, disable=True if args.progress == "none" else None)  # None: TTY only
-    if args.arteries_label is not None and (args.batch or args.arteries is None):
-        why = "is for one study's mask; not with --batch" if args.batch else "needs an artery mask (--arteries)"
-        print(f"pelabelup analyze: error: --arteries-label {why}", file=sys.stderr)
-        return 2
     options = {"device": args.device, "explainer": args.explainer, "precision": args.precision,
                "models_dir": args.models_dir,
                "progress": progress, "model_versions": dict(args.model_version)}
     report = sys.stderr if args.progress == "json" else sys.stdout  # stdout carries only JSON lines then
     with sigterm_raises():
         try:
+            if args.arteries_label is not None and (args.batch or args.arteries is None):
+                raise ValueError("--arteries-label " + ("is for one study's mask; not with --batch" if args.batch
+                                                        else "needs an artery mask (--arteries)"))
             if args.batch:
                 items = analyze_batch(list_inputs(args.input), args.out,
                                       arteries=None if args.arteries is None else str(args.arteries), **options)
@@ -146,9 +145,10 @@ def run(args: argparse.Namespace) -> int:
                 out = analyze(args.input, args.out, arteries=_one_mask(args.arteries, args.input),
                               arteries_label=args.arteries_label, **options)
         except Terminated:
+            why = "terminated (SIGTERM); the output in progress was removed"
             if args.progress == "json":
-                progress(FAILED, 1.0, "terminated (SIGTERM); the output in progress was removed")
-            print("pelabelup analyze: terminated (SIGTERM); the output in progress was removed", file=sys.stderr)
+                progress(FAILED, 1.0, why)
+            print(f"pelabelup analyze: {why}", file=sys.stderr)
             return EXIT_TERMINATED
         except Exception as exc:  # the stream ends at 1.0 either way; main() prints the one-line error
             if args.progress == "json":

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import describe
+from .options import error_line
 
 HELP = "show what the CT loader sees at a path (file, DICOM folder or RSPECT dataset)"
 
@@ -54,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("\n".join(format_facts(facts)))
     if "error" in facts:
-        print(f"pelabelup info: error: {facts['error']}", file=sys.stderr)
+        print(error_line("pelabelup info", facts["error"]), file=sys.stderr)
         return 2  # as main() for a refused input
     return 0

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import PELabelUpError
 from . import analyze, demo, evaluate, finetune, info, serve, synth
-from .options import OneLineParser
+from .options import OneLineParser, error_line
 
 SUBCOMMANDS = (synth, info, analyze, serve, evaluate, demo, finetune)
 
@@ -34,18 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    prog = f"pelabelup {args.command}"
     try:
         return int(args.run(args) or 0)
-    except PELabelUpError as exc:
-        print(f"pelabelup {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"pelabelup {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    except (PELabelUpError, ValueError) as exc:
+        print(error_line(prog, exc), file=sys.stderr)
         return 2
     except OSError as exc:  # the file system refused: the path and the reason, without errno's decoration
         where = f"{exc.filename}: " if exc.filename else ""
-        reason = exc.strerror or " ".join(str(exc).split())
-        print(f"pelabelup {args.command}: error: {where}{reason}", file=sys.stderr)
+        print(error_line(prog, f"{where}{exc.strerror or exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pelabelup {args.command}: interrupted", file=sys.stderr)

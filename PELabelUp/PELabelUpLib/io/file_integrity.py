@@ -15,6 +15,7 @@ import re
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -56,9 +57,14 @@ def _nifti_layout(path: Path, header: bytes) -> tuple[int, str, int]:
     return 0, "<", 0
 
 
+def _open_nifti(path: Path) -> BinaryIO:
+    """The file's (decompressed, for ``.nii.gz``) byte stream."""
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
 def _read_nifti_header(path: Path) -> bytes:
     try:
-        with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as stream:
+        with _open_nifti(path) as stream:
             return stream.read(544)
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(path, f"cannot read NIfTI header: {exc}") from None
@@ -74,7 +80,7 @@ def check_nifti_finite(path: Path, n_values: int) -> None:
         return
     dtype = np.dtype(order + NIFTI_FLOAT_TYPES[datatype])
     chunk_values = 1 << 22
-    with (gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")) as stream:
+    with _open_nifti(path) as stream:
         stream.seek(offset)
         left = n_values
         while left > 0:

@@ -26,6 +26,7 @@ from ..errors import InputError
 from ..geometry import Geometry
 from ..volume import CTVolume
 from .file_integrity import check_metaimage_header, check_nifti_finite, check_nifti_length, check_nrrd_length
+from .seg_nrrd_read import is_seg_nrrd
 from .validate import as_hu_array, check_exists, check_grid, check_hu
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def read_image_file(path: str | Path) -> CTVolume:
     Raises:
         InputError: unreadable, truncated, not 3-D, multi-component, absurd spacing, values not HU.
     """
-    if str(path).lower().endswith(".seg.nrrd"):
+    if is_seg_nrrd(path):
         raise InputError(path, "is a 3D Slicer segmentation (.seg.nrrd), not a CT: give the CT it was drawn on")
     reader, p, fmt, _ = _open_checked(path)
     image = _execute(reader, p, fmt)
